@@ -1,0 +1,270 @@
+"""FrozenLM: any Hugging Face causal LM, frozen, fed soft vectors before its tokens.
+
+The backbone never changes: parameters have requires_grad=False and the model stays in
+eval mode (no dropout). Gradients still flow *through* it to whatever produced the soft
+prefix. Logits are computed only where they are read (target positions in training,
+the last position in generation): with large vocabularies the LM head is a big share of
+the cost of a step.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from shoulders.backbone.fingerprint import backbone_info
+from shoulders.backbone.layout import Layout, Prefix, build_layout
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    if dtype is None or dtype == "auto":
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}: expected one of {sorted(_DTYPES)} or 'auto'") from None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class LMOutput:
+    loss: Tensor | None  # mean NLL over all target tokens of the batch
+    token_logprobs: Tensor | None  # [N_targets] log p(target token), in row order
+    row_index: Tensor | None  # [N_targets] which row each target token belongs to
+    hidden_states: Tensor | None  # [B, L, D] final hidden states (if asked for)
+    layout: Layout
+
+    def row_logprob(self, batch_size: int) -> Tensor:
+        """Sum of target-token log-probabilities per row: [B]."""
+        out = torch.zeros(batch_size, dtype=self.token_logprobs.dtype, device=self.token_logprobs.device)
+        return out.index_add(0, self.row_index, self.token_logprobs)
+
+
+class FrozenLM:
+    """A frozen causal LM with its tokenizer. Not an nn.Module on purpose: modules that
+    hold a reference to it must never save, move or unfreeze its weights."""
+
+    def __init__(self, model, tokenizer, name_or_path: str = ""):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "")
+        model.requires_grad_(False)
+        model.eval()
+        self.base = model.base_model  # the transformer without the LM head
+        self.lm_head = model.get_output_embeddings()
+        if self.lm_head is None:
+            raise ValueError(f"{self.name_or_path}: the model has no output embeddings (not a causal LM?)")
+        self.input_embeddings = model.get_input_embeddings()
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        if tokenizer is not None and tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._info = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        dtype: str | torch.dtype | None = "auto",
+        device: str | torch.device | None = "auto",
+        device_map: str | dict | None = None,
+        max_memory: dict | None = None,
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+    ) -> "FrozenLM":
+        """Load a causal LM and its tokenizer from a hub id or a local directory, frozen.
+
+        `device_map="auto"` (with optional `max_memory`) shards a backbone larger than one
+        device across the visible devices, through accelerate; otherwise the whole model
+        goes to `device`.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict = {"trust_remote_code": trust_remote_code}
+        if revision:
+            kwargs["revision"] = revision
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+        model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype))
+        if attn_implementation:
+            model_kwargs["attn_implementation"] = attn_implementation
+        if device_map is not None:
+            model_kwargs["device_map"] = device_map
+            if max_memory is not None:
+                model_kwargs["max_memory"] = max_memory
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **model_kwargs)
+        if device_map is None:
+            model.to(resolve_device(device))
+        return cls(model, tokenizer, str(name_or_path))
+
+    # --------------------------------------------------------------- properties
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_embeddings.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input_embeddings.weight.dtype
+
+    @property
+    def hidden_size(self) -> int:
+        return self.input_embeddings.weight.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.input_embeddings.weight.shape[0]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def max_context(self) -> int:
+        """The context window in tokens (soft vectors count as tokens)."""
+        cfg = self.config
+        for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.tokenizer.eos_token_id if self.tokenizer is not None else self.config.eos_token_id
+
+    def info(self) -> dict:
+        """Name, sizes and embedding fingerprint, as stored in module.json."""
+        if self._info is None:
+            self._info = backbone_info(self)
+        return self._info
+
+    # ------------------------------------------------------------- tokenisation
+    def encode(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+
+    def encode_targets(self, texts: Sequence[str], *, eos: bool = True) -> list[list[int]]:
+        """Target token ids: no BOS, optionally followed by EOS so generation learns to stop."""
+        ids = self.encode(texts, add_special_tokens=False)
+        if eos and self.eos_token_id is not None:
+            ids = [t + [self.eos_token_id] for t in ids]
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # ------------------------------------------------------------------ compute
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Input embeddings of token ids (the space soft prompts live in)."""
+        return self.input_embeddings(input_ids.to(self.device))
+
+    def layout(self, prefix: Prefix, token_ids: Sequence[Sequence[int]], pad_side: str = "right") -> Layout:
+        return build_layout(self.embed, prefix, token_ids, dtype=self.dtype, device=self.device, pad_side=pad_side)
+
+    def run(self, layout: Layout, cache=None) -> Tensor:
+        """Final hidden states [B, L, D] for a layout (filling `cache` if given)."""
+        kwargs = {
+            "inputs_embeds": layout.inputs_embeds,
+            "attention_mask": layout.attention_mask,
+            "position_ids": layout.position_ids,
+            "use_cache": cache is not None,
+        }
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        return self.base(**kwargs).last_hidden_state
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """LM head on the given hidden states only (float32 for a stable softmax)."""
+        logits = self.lm_head(hidden).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    def forward(
+        self,
+        prefix: Prefix,
+        input_ids: Sequence[Sequence[int]],
+        target_ids: Sequence[Sequence[int]] | None = None,
+        *,
+        return_hidden: bool = False,
+    ) -> LMOutput:
+        """Run rows of [prefix ; input ; target] and score the target tokens only.
+
+        The loss is the mean negative log-likelihood over every target token in the batch
+        (what HF computes with labels=-100 on non-targets), but the LM head runs only on
+        the positions that predict a target token.
+        """
+        batch = len(input_ids)
+        targets = target_ids if target_ids is not None else [[] for _ in range(batch)]
+        if len(targets) != batch:
+            raise ValueError(f"{batch} inputs but {len(targets)} targets")
+        rows = [list(a) + list(b) for a, b in zip(input_ids, targets)]
+        layout = self.layout(prefix, rows, pad_side="right")
+        hidden = self.run(layout)
+        loss = token_lp = row_index = None
+        n_tgt = [len(t) for t in targets]
+        if sum(n_tgt):
+            row_index = torch.repeat_interleave(torch.arange(batch), torch.tensor(n_tgt))
+            # target token j of row i sits at start_i + prefix_i + len(input_i) + j and is
+            # predicted from the position just before it.
+            first = layout.starts + layout.prefix_lengths + torch.tensor([len(a) for a in input_ids])
+            offsets = torch.cat([torch.arange(n) for n in n_tgt])
+            positions = first[row_index] + offsets - 1
+            if int(positions.min()) < 0:
+                raise ValueError("a target needs at least one prefix vector or input token before it")
+            h = hidden[row_index.to(hidden.device), positions.to(hidden.device)]
+            logits = self.logits(h)
+            gold = torch.tensor([t for tgt in targets for t in tgt], device=logits.device)
+            token_lp = -F.cross_entropy(logits, gold, reduction="none")
+            loss = -token_lp.mean()
+            row_index = row_index.to(logits.device)
+        return LMOutput(loss, token_lp, row_index, hidden if return_hidden else None, layout)
+
+    __call__ = forward
+
+    def generate(self, prefix: Prefix, input_ids: Sequence[Sequence[int]], config=None, **overrides):
+        """Generate from [prefix ; input] with a KV cache; see `shoulders.backbone.generation`."""
+        from shoulders.backbone.generation import generate
+
+        return generate(self, prefix, input_ids, config, **overrides)
+
+    def __repr__(self) -> str:
+        return (
+            f"FrozenLM({self.name_or_path!r}, {self.config.model_type}, "
+            f"{self.num_parameters / 1e6:.1f}M params, {self.dtype}, {self.device})"
+        )

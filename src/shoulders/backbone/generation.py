@@ -1,0 +1,168 @@
+"""Generation from [soft prefix ; tokens] with a KV cache.
+
+One prefill over the left-padded batch, then one token per step for every live row.
+Rows that finish (EOS, a stop string, or the token budget) leave the batch, and their
+cache rows with them, so a long answer does not make short ones pay. `n` samples per
+input share one prefill: the cache is repeated after it, not recomputed.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from shoulders.backbone.layout import Prefix
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 32  # tokens to generate at most, per sample
+    do_sample: bool = False  # False: greedy
+    temperature: float = 1.0  # sampling temperature (do_sample only)
+    top_p: float = 1.0  # nucleus sampling mass (do_sample only)
+    top_k: int = 0  # keep the k most likely tokens; 0 = off (do_sample only)
+    n: int = 1  # samples per input
+    stop: Sequence[str] = field(default_factory=tuple)  # strings that end a sample (not included)
+    seed: int | None = None  # seeds sampling; None = torch's global RNG
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]  # log p(token) under the model at temperature 1
+    finish_reason: str  # "eos" | "stop" | "length"
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+
+def sample_next(logits: Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> Tensor:
+    """Pick the next token per row from float logits [B, V]."""
+    if not cfg.do_sample:
+        return logits.argmax(dim=-1)
+    scores = logits / cfg.temperature
+    if cfg.top_k and cfg.top_k < scores.shape[-1]:
+        kth = torch.topk(scores, cfg.top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # drop a token when the mass before it already reaches top_p (the first always stays)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _new_cache(lm):
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=lm.config)
+    except TypeError:  # older transformers
+        return DynamicCache()
+
+
+def _stop_at(text: str, stops: Sequence[str]) -> int | None:
+    cut = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(cut) if cut else None
+
+
+@torch.no_grad()
+def generate(
+    lm,
+    prefix: Prefix,
+    input_ids: Sequence[Sequence[int]],
+    config: GenerationConfig | None = None,
+    **overrides,
+) -> list[list[Generation]]:
+    """Generate `n` continuations per row; returns one list of Generation per input row."""
+    cfg = config or GenerationConfig()
+    if overrides:
+        cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
+    batch = len(input_ids)
+    layout = lm.layout(prefix, input_ids, pad_side="left")
+    cache = _new_cache(lm)
+    hidden = lm.run(layout, cache)
+    logits = lm.logits(hidden[:, -1])
+    mask = layout.attention_mask
+    pos = layout.lengths.to(lm.device)  # next position id per row
+    if cfg.n > 1:
+        cache.batch_repeat_interleave(cfg.n)
+        logits = logits.repeat_interleave(cfg.n, 0)
+        mask = mask.repeat_interleave(cfg.n, 0)
+        pos = pos.repeat_interleave(cfg.n, 0)
+    rows = batch * cfg.n
+    generator = None
+    if cfg.do_sample and cfg.seed is not None:
+        generator = torch.Generator(device=lm.device)
+        generator.manual_seed(cfg.seed)
+    eos = lm.eos_token_id
+    stops = tuple(s for s in cfg.stop if s)
+    tail = max((len(s) for s in stops), default=0) + 4  # tokens to decode when checking stops
+    out_ids: list[list[int]] = [[] for _ in range(rows)]
+    out_lp: list[list[float]] = [[] for _ in range(rows)]
+    reason = ["length"] * rows
+    live = torch.arange(rows)  # output row of each batch row
+
+    for step in range(cfg.max_new_tokens):
+        nxt = sample_next(logits, cfg, generator)
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, nxt[:, None]).squeeze(-1)
+        nxt_l, lp_l = nxt.tolist(), lp.tolist()
+        keep = []
+        for j, r in enumerate(live.tolist()):
+            tok = nxt_l[j]
+            if eos is not None and tok == eos:
+                reason[r] = "eos"
+                continue
+            out_ids[r].append(tok)
+            out_lp[r].append(lp_l[j])
+            if stops and _stop_at(lm.decode(out_ids[r][-tail:]), stops) is not None:
+                reason[r] = "stop"
+                continue
+            keep.append(j)
+        if not keep or step == cfg.max_new_tokens - 1:
+            break
+        if len(keep) < len(live):
+            idx = torch.tensor(keep, device=lm.device)
+            cache.batch_select_indices(idx)
+            mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
+            live = live[torch.tensor(keep)]
+        mask = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1)
+        kwargs = {
+            "input_ids": nxt[:, None],
+            "attention_mask": mask,
+            "position_ids": pos[:, None],
+            "use_cache": True,
+            lm._cache_kw: cache,
+        }
+        logits = lm.logits(lm.base(**kwargs).last_hidden_state[:, -1])
+        pos = pos + 1
+
+    results: list[list[Generation]] = []
+    for b in range(batch):
+        gens = []
+        for r in range(b * cfg.n, (b + 1) * cfg.n):
+            text = lm.decode(out_ids[r])
+            if reason[r] == "stop":
+                cut = _stop_at(text, stops)
+                text = text[:cut] if cut is not None else text
+            gens.append(Generation(text, out_ids[r], out_lp[r], reason[r]))
+        results.append(gens)
+    return results

@@ -1,0 +1,24 @@
+"""Arguments and helpers shared by several sub-commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", help="backbone hub id or directory (default: the one recorded in module.json)")
+    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+
+
+def load_module_and_backbone(args, path):
+    from shoulders.api import load
+
+    return load(path, args.backbone, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,38 @@
+"""shoulders generate MODULE TEXT"""
+from __future__ import annotations
+
+from shoulders.cli.common import add_backbone_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate from a saved module")
+    p.add_argument("module", help="module directory")
+    p.add_argument("text", nargs="+", help="input text(s)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("-n", type=int, default=1, help="samples per input")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print JSON with token log-probabilities")
+    add_backbone_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from shoulders.backbone.generation import GenerationConfig
+    from shoulders.cli.common import load_module_and_backbone, print_json
+
+    module, backbone = load_module_and_backbone(args, args.module)
+    cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
+                           temperature=args.temperature or 1.0, top_p=args.top_p, top_k=args.top_k, n=args.n,
+                           stop=tuple(args.stop), seed=args.seed)
+    results = module.generate(backbone, args.text, cfg)
+    if args.json:
+        print_json([{"input": t, "outputs": [g.__dict__ for g in gens]} for t, gens in zip(args.text, results)])
+    else:
+        for gens in results:
+            for g in gens:
+                print(g.text.strip())
+    return 0

@@ -1,0 +1,71 @@
+"""`shoulders` command line. Each sub-command lives in its own file under shoulders/cli."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+# (command, module) pairs: each module defines add_parser(subparsers) and sets `func`.
+COMMANDS = [
+    "shoulders.cli.train_cmd",
+    "shoulders.cli.eval_cmd",
+    "shoulders.cli.generate_cmd",
+    "shoulders.cli.info_cmd",
+    "shoulders.cli.peft_cmd",
+]
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, no traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from pydantic import ValidationError
+
+    from shoulders.data.loaders import DataError
+    from shoulders.modules.io import ModuleFormatError
+    from shoulders.train.config import ConfigError
+
+    return (UserError, ConfigError, DataError, ModuleFormatError, ValidationError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shoulders",
+        description="Learn small modules around one frozen language model.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="less logging")
+    from shoulders import __version__
+
+    parser.add_argument("--version", action="version", version=f"shoulders {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result = args.func(args)
+    except _user_errors() as e:
+        if args.debug:
+            raise
+        print(f"shoulders {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""shoulders export-peft MODULE OUT / shoulders import-peft ADAPTER OUT"""
+from __future__ import annotations
+
+from shoulders.cli.common import add_backbone_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export-peft", help="write a prompt_tuning module as a PEFT adapter directory")
+    p.add_argument("module")
+    p.add_argument("out")
+    add_backbone_args(p)
+    p.set_defaults(func=run_export)
+    q = sub.add_parser("import-peft", help="read a PEFT prompt-tuning adapter into a shoulders module")
+    q.add_argument("adapter")
+    q.add_argument("out")
+    add_backbone_args(q)
+    q.set_defaults(func=run_import)
+
+
+def run_export(args) -> int:
+    from shoulders.cli.common import load_module_and_backbone
+    from shoulders.prompts.peft_io import export_peft
+
+    module, backbone = load_module_and_backbone(args, args.module)
+    print(export_peft(module, backbone, args.out))
+    return 0
+
+
+def run_import(args) -> int:
+    import json
+    from pathlib import Path
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.cli.main import UserError
+    from shoulders.modules.io import save_module
+    from shoulders.prompts.peft_io import import_peft
+
+    name = args.backbone
+    if not name:
+        cfg_file = Path(args.adapter) / "adapter_config.json"
+        name = json.loads(cfg_file.read_text()).get("base_model_name_or_path") if cfg_file.is_file() else None
+    if not name:
+        raise UserError("no backbone: pass --backbone (the adapter records none)")
+    backbone = FrozenLM.from_pretrained(name, dtype=args.dtype, device=args.device,
+                                        trust_remote_code=args.trust_remote_code)
+    try:
+        module = import_peft(args.adapter, backbone)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(save_module(module, args.out, backbone))
+    return 0

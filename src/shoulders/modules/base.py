@@ -1,0 +1,188 @@
+"""The one protocol every trainable module shares.
+
+A module is a plain `nn.Module` whose *trainable* parameters are all that gets saved;
+frozen parts it carries (an encoder, say) are rebuilt from their recorded name. It turns
+a batch of examples into a loss and a list of texts into generations, on a frozen
+backbone passed in (never owned). `SoftPromptModule` covers every module whose job is
+to produce soft vectors placed before the input tokens (prompt tuning, ID-PT, readers);
+others (recursion, re-rankers) override `loss`/`generate` themselves.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from shoulders.backbone.generation import Generation, GenerationConfig
+from shoulders.data.examples import Example
+
+
+class StrictModel(BaseModel):
+    """A config model that rejects unknown keys, so a typo is an error, not a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TextFormat(StrictModel):
+    """How an example becomes backbone text: the input through `template`, then the target
+    (in training) after `target_prefix`."""
+
+    template: str = Field("{input}", description="format string applied to the input; {input} is replaced")
+    target_prefix: str = Field(" ", description="text placed between input and target (a space suits BPE)")
+    max_input_tokens: int = Field(512, gt=0, description="longer inputs lose their *first* tokens")
+
+    def render(self, text: str) -> str:
+        return self.template.replace("{input}", text)
+
+
+class ModuleConfig(StrictModel):
+    """Base of every module's hyper-parameters (stored in module.json)."""
+
+    text: TextFormat = Field(default_factory=TextFormat)
+
+
+def _as_example(x: Example | str) -> Example:
+    return x if isinstance(x, Example) else Example(input=x, target="")
+
+
+class SoftModule(nn.Module):
+    """Base class: config, trainable parameters, what gets saved."""
+
+    module_type: ClassVar[str]
+    config_class: ClassVar[type[ModuleConfig]]
+
+    def __init__(self, config: ModuleConfig):
+        super().__init__()
+        self.config = config
+
+    @classmethod
+    def build(cls, config: ModuleConfig, backbone) -> "SoftModule":
+        """Create a fresh module sized for `backbone` (sizes come from the backbone)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_saved(cls, config: ModuleConfig, meta: dict, backbone) -> "SoftModule":
+        """An empty module for weights about to be loaded (defaults to `build`)."""
+        if backbone is None:
+            raise ValueError(f"loading a {cls.module_type} module needs its backbone")
+        return cls.build(config, backbone)
+
+    # What is learned, and so what is saved: trainable parameters only.
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def state_to_save(self) -> dict[str, Tensor]:
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_saved_state(self, tensors: dict[str, Tensor]) -> None:
+        expected = self.state_to_save()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"weights do not match {self.module_type}: missing {missing}, unexpected {unexpected}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if params[name].shape != value.shape:
+                    raise ValueError(
+                        f"weight {name!r} has shape {tuple(value.shape)}, the module expects {tuple(params[name].shape)}"
+                    )
+                params[name].copy_(value)
+
+    def frozen_components(self) -> dict:
+        """Names of frozen parts rebuilt at load time (recorded in module.json)."""
+        return {}
+
+    # Training and inference: subclasses implement these.
+    def forward(self, backbone, examples: Sequence[Example]) -> Tensor:
+        """The training loss (forward is the loss so that DDP wrappers see a forward pass)."""
+        return self.loss(backbone, examples)
+
+    def loss(self, backbone, examples: Sequence[Example]) -> Tensor:
+        raise NotImplementedError
+
+    def generate(
+        self, backbone, inputs: Sequence[Example | str], config: GenerationConfig | None = None, **overrides
+    ) -> list[list[Generation]]:
+        raise NotImplementedError
+
+    def choice_logprobs(self, backbone, examples: Sequence[Example]) -> list[list[float]]:
+        raise NotImplementedError(f"{self.module_type} does not support rank classification")
+
+    def predict(self, backbone, examples: Sequence[Example], config: GenerationConfig | None = None) -> list[str]:
+        """One prediction per example: rank classification when it has `choices`, else greedy."""
+        preds: list[str | None] = [None] * len(examples)
+        ranked = [i for i, ex in enumerate(examples) if ex.choices]
+        if ranked:
+            scores = self.choice_logprobs(backbone, [examples[i] for i in ranked])
+            for i, sc in zip(ranked, scores):
+                preds[i] = examples[i].choices[max(range(len(sc)), key=sc.__getitem__)]
+        free = [i for i, ex in enumerate(examples) if not ex.choices]
+        if free:
+            gens = self.generate(backbone, [examples[i] for i in free], config or GenerationConfig())
+            for i, g in zip(free, gens):
+                preds[i] = g[0].text.strip()
+        return preds  # type: ignore[return-value]
+
+
+class SoftPromptModule(SoftModule):
+    """A module that writes soft vectors placed before the input tokens.
+
+    Subclasses implement `prefix(backbone, examples)`; training, scoring and generation
+    are shared here.
+    """
+
+    def prefix(self, backbone, examples: Sequence[Example]):
+        """Soft vectors per row: a shared [P, D], a [B, P, D] or a list of [p_i, D]."""
+        raise NotImplementedError
+
+    def encode_inputs(self, backbone, examples: Sequence[Example]) -> list[list[int]]:
+        fmt = self.config.text
+        ids = backbone.encode([fmt.render(ex.input) for ex in examples])
+        limit = fmt.max_input_tokens
+        return [t[-limit:] if len(t) > limit else t for t in ids]
+
+    def encode_targets(self, backbone, targets: Sequence[str]) -> list[list[int]]:
+        return backbone.encode_targets([self.config.text.target_prefix + t for t in targets])
+
+    def loss(self, backbone, examples: Sequence[Example]) -> Tensor:
+        prefix = self.prefix(backbone, examples)
+        ids = self.encode_inputs(backbone, examples)
+        return backbone(prefix, ids, self.encode_targets(backbone, [ex.target for ex in examples])).loss
+
+    def choice_logprobs(self, backbone, examples: Sequence[Example]) -> list[list[float]]:
+        """Log-likelihood of each choice (sum over its tokens, EOS excluded), T0-style."""
+        prefix = self.prefix(backbone, examples)
+        ids = self.encode_inputs(backbone, examples)
+        rows_prefix, rows_ids, rows_tgt, owner = [], [], [], []
+        from shoulders.backbone.layout import split_prefix
+
+        per_row = split_prefix(prefix, len(examples))
+        for i, ex in enumerate(examples):
+            tgt = backbone.encode([self.config.text.target_prefix + c for c in ex.choices], add_special_tokens=False)
+            for t in tgt:
+                rows_prefix.append(per_row[i])
+                rows_ids.append(ids[i])
+                rows_tgt.append(t)
+                owner.append(i)
+        same = all(p is rows_prefix[0] for p in rows_prefix)
+        out = backbone(rows_prefix[0] if same else rows_prefix, rows_ids, rows_tgt)
+        lp = out.row_logprob(len(rows_ids)).tolist()
+        result: list[list[float]] = [[] for _ in examples]
+        for i, v in zip(owner, lp):
+            result[i].append(v)
+        return result
+
+    def generate(
+        self, backbone, inputs: Sequence[Example | str], config: GenerationConfig | None = None, **overrides
+    ) -> list[list[Generation]]:
+        examples = [_as_example(x) for x in inputs]
+        with torch.no_grad():
+            prefix = self.prefix(backbone, examples)
+        return backbone.generate(prefix, self.encode_inputs(backbone, examples), config, **overrides)

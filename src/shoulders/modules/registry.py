@@ -1,0 +1,25 @@
+"""Module types by name, imported lazily (no registration by import side effects).
+
+`module.json` names its type; loading picks the class from this table.
+"""
+from __future__ import annotations
+
+import importlib
+
+MODULE_TYPES: dict[str, str] = {
+    "prompt_tuning": "shoulders.prompts.prompt_tuning:PromptTuning",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Add a module type (`"package.module:Class"`), e.g. from a plugin."""
+    MODULE_TYPES[name] = target
+
+
+def module_class(name: str):
+    try:
+        target = MODULE_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown module type {name!r}: expected one of {sorted(MODULE_TYPES)}") from None
+    mod, _, cls = target.partition(":")
+    return getattr(importlib.import_module(mod), cls)

@@ -1,0 +1,73 @@
+"""Prompt tuning (Lester et al. 2021): N learned vectors before every input.
+
+The baseline every other module is measured against. Initialisation follows PEFT's
+options: random, sampled vocabulary embeddings, or the embeddings of a text.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from shoulders.modules.base import ModuleConfig, SoftPromptModule
+
+
+class PromptTuningConfig(ModuleConfig):
+    num_virtual_tokens: int = Field(20, gt=0, description="number of learned prompt vectors")
+    init: Literal["random", "vocab", "text"] = Field(
+        "vocab", description="random: N(0, std of the embedding matrix); vocab: embeddings of sampled "
+        "tokens (Lester et al.); text: embeddings of `init_text`, repeated or cut to length (PEFT's TEXT)"
+    )
+    init_text: str | None = Field(None, description="text for init='text'")
+    init_vocab_top: int = Field(5000, gt=0, description="init='vocab' samples from the first K token ids")
+    seed: int = Field(0, description="seed of the initialisation")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.init == "text" and not self.init_text:
+            raise ValueError("init='text' needs init_text")
+        return self
+
+
+class PromptTuning(SoftPromptModule):
+    module_type = "prompt_tuning"
+    config_class = PromptTuningConfig
+
+    def __init__(self, config: PromptTuningConfig, hidden_size: int):
+        super().__init__(config)
+        self.prompt = nn.Parameter(torch.zeros(config.num_virtual_tokens, hidden_size))
+
+    @classmethod
+    def build(cls, config: PromptTuningConfig, backbone) -> "PromptTuning":
+        module = cls(config, backbone.hidden_size)
+        module.prompt.data.copy_(initial_prompt(config, backbone))
+        return module.to(backbone.device)
+
+    @classmethod
+    def from_saved(cls, config: PromptTuningConfig, meta: dict, backbone) -> "PromptTuning":
+        hidden = backbone.hidden_size if backbone is not None else meta["backbone"]["hidden_size"]
+        return cls(config, hidden)
+
+    def prefix(self, backbone, examples):
+        return self.prompt  # one [P, D] prompt shared by every row
+
+
+def initial_prompt(config: PromptTuningConfig, backbone) -> torch.Tensor:
+    """The starting [N, D] prompt, in float32 (trainable weights stay float32)."""
+    n = config.num_virtual_tokens
+    weight = backbone.input_embeddings.weight.detach()
+    gen = torch.Generator().manual_seed(config.seed)
+    if config.init == "random":
+        std = weight.float().std().item()
+        return torch.randn(n, weight.shape[1], generator=gen) * std
+    if config.init == "vocab":
+        top = min(config.init_vocab_top, weight.shape[0])
+        ids = torch.randint(0, top, (n,), generator=gen)
+    else:
+        tokens = backbone.encode([config.init_text], add_special_tokens=False)[0]
+        if not tokens:
+            raise ValueError(f"init_text {config.init_text!r} has no tokens")
+        ids = torch.tensor((tokens * (n // len(tokens) + 1))[:n])
+    return backbone.embed(ids).detach().float().cpu()

@@ -1,0 +1,182 @@
+"""Typed training configuration, read from YAML with every default visible here.
+
+An unknown key or a wrong type is an error that names the key (pydantic, extra=forbid).
+`--set a.b=value` overrides are parsed as YAML scalars and applied before validation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from shoulders.modules.base import StrictModel
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+class BackboneConfig(StrictModel):
+    name_or_path: str = Field(..., description="hub id or local directory of a transformers causal LM")
+    dtype: str = Field("float32", description="float32 | bfloat16 | float16 | auto")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device_map: str | None = Field(None, description="'auto' shards the backbone over visible devices")
+    trust_remote_code: bool = Field(False, description="run model code from the hub; off unless you trust it")
+    gradient_checkpointing: bool = Field(False, description="recompute backbone activations in backward to save memory")
+
+
+class TaskConfig(StrictModel):
+    name: str
+    train: str | None = Field(None, description="training file (JSONL, CSV/TSV, JSON or a datasets directory)")
+    dev: str | None = Field(None, description="dev file, evaluated during training")
+    test: str | None = None
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "datasets"] = "auto"
+    metric: Literal["exact_match", "f1", "accuracy", "rouge_l"] = "exact_match"
+    cluster: str = ""
+    input_field: str | None = Field(None, description="default: input, or P3's inputs_pretokenized")
+    target_field: str | None = Field(None, description="default: target, or P3's targets_pretokenized")
+    choices: list[str] | None = Field(None, description="fixed label words for rank classification")
+    label_names: list[str] | None = Field(None, description="maps integer labels to words (0 -> first)")
+
+
+class MixtureConfig(StrictModel):
+    kind: Literal["proportional", "temperature", "uniform"] = "proportional"
+    cap: int | None = Field(None, gt=0, description="examples-proportional size limit K (T5)")
+    temperature: float = Field(1.0, gt=0, description="temperature mixing: rate ~ min(n, K)^(1/T)")
+
+
+class OptimConfig(StrictModel):
+    lr: float = Field(3e-2, gt=0, description="peak learning rate (prompts like large ones)")
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global grad norm; null = off")
+
+
+class LoopConfig(StrictModel):
+    steps: int = Field(200, gt=0, description="optimizer steps")
+    batch_size: int = Field(8, gt=0, description="global examples per micro-batch")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    seed: int = 0
+    eval_every: int = Field(50, ge=0, description="steps between dev evaluations; 0 = only at the end")
+    eval_max_examples: int | None = Field(200, gt=0, description="dev examples per task per evaluation")
+    eval_batch_size: int = Field(32, gt=0)
+    max_new_tokens: int = Field(24, gt=0, description="generation budget when evaluating")
+    log_every: int = Field(10, gt=0)
+    checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = at evals only")
+    keep_checkpoints: int = Field(2, gt=0)
+
+
+class TrainConfig(StrictModel):
+    method: str = Field(..., description="module type: prompt_tuning | idpt | reranker | textual_recursion | neural_recursion")
+    backbone: BackboneConfig
+    module: dict[str, Any] = Field(default_factory=dict, description="the method's own config (validated by it)")
+    tasks: list[TaskConfig] = Field(default_factory=list)
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: LoopConfig = Field(default_factory=LoopConfig)
+    output_dir: str = Field("runs/default", description="checkpoints, best/ and final/ modules, history, plot")
+    resume: bool = Field(True, description="continue from the newest checkpoint in output_dir if there is one")
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks):
+        names = [t.name for t in tasks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"task names must be unique; repeated: {dup}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _check_method(self):
+        from shoulders.modules.registry import MODULE_TYPES
+
+        if self.method not in MODULE_TYPES:
+            raise ValueError(f"unknown method {self.method!r}: expected one of {sorted(MODULE_TYPES)}")
+        return self
+
+    def module_config(self):
+        """The method's config object, with errors named as `module.<key>`."""
+        from shoulders.modules.registry import module_class
+
+        cls = module_class(self.method).config_class
+        try:
+            return cls.model_validate(self.module)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e, prefix="module.")) from None
+
+
+def _format_errors(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        key = prefix + ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r}")
+        elif e["type"] == "missing":
+            lines.append(f"missing key {key!r}")
+        else:
+            lines.append(f"key {key!r}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
+    out = []
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. train.steps=100)")
+        try:
+            out.append((key.strip(), yaml.safe_load(raw)))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None) -> TrainConfig:
+    """Read a YAML config (or a dict), apply `key=value` overrides and validate."""
+    where = str(path) if path else "<config>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid UTF-8") from None
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    for key, value in parse_overrides(overrides):
+        _set_dotted(data, key, value)
+    try:
+        cfg = TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {_format_errors(e)}") from None
+    cfg.module_config()  # validate the method's own section now, not at step 0
+    if path is not None:  # data paths are relative to the config file
+        base = path.parent
+        for t in cfg.tasks:
+            for split in ("train", "dev", "test"):
+                value = getattr(t, split)
+                if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
+                    setattr(t, split, str(base / value))
+    return cfg

@@ -1,0 +1,186 @@
+"""Train any module on a frozen backbone: one loop for every module type.
+
+accelerate underneath (device placement, data parallelism, gradient sync of the module
+only); a seeded multi-task mixture; AdamW with warm-up and decay; periodic dev
+evaluation with best-module saving; exact resume from the newest checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from shoulders.backbone.frozen import FrozenLM
+from shoulders.data.examples import Example, Task
+from shoulders.data.mixture import MixtureSampler
+from shoulders.data.tasks import load_task
+from shoulders.modules.io import save_module
+from shoulders.modules.registry import module_class
+from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from shoulders.train.config import TrainConfig
+from shoulders.train.evaluate import evaluate
+from shoulders.utils.fs import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    def fn(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return fn
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    best_dir: Path | None
+    final_dir: Path
+    best_score: float | None
+    history: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Holds the run's pieces; `fit()` trains. Tasks may be passed in memory (the demo does)."""
+
+    def __init__(self, config: TrainConfig, *, backbone: FrozenLM | None = None, tasks: Sequence[Task] | None = None,
+                 module=None, progress: bool = True, accelerator=None):
+        from accelerate import Accelerator
+
+        self.config = config
+        self.acc = accelerator or Accelerator(cpu=config.backbone.device == "cpu")
+        self.progress = progress and self.acc.is_main_process
+        torch.manual_seed(config.train.seed)
+        if backbone is None:
+            bc = config.backbone
+            device = self.acc.device if bc.device == "auto" else bc.device
+            backbone = FrozenLM.from_pretrained(
+                bc.name_or_path, dtype=bc.dtype, device=None if bc.device_map else device,
+                device_map=bc.device_map, trust_remote_code=bc.trust_remote_code,
+            )
+        self.backbone = backbone
+        if config.backbone.gradient_checkpointing:
+            from shoulders.backbone.checkpointing import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(backbone)
+        self.tasks = list(tasks) if tasks is not None else [load_task(t) for t in config.tasks]
+        missing = [t.name for t in self.tasks if not t.train]
+        if missing:
+            raise ValueError(f"tasks without training examples: {missing}")
+        self.module = module or module_class(config.method).build(config.module_config(), backbone)
+        self.module.to(backbone.device)
+        self.out = Path(config.output_dir)
+
+    # ------------------------------------------------------------------ pieces
+    def _batch(self, sampler: MixtureSampler, by_name: dict[str, Task]) -> list[Example]:
+        picks = sampler.next_batch(self.config.train.batch_size)
+        mine = picks[self.acc.process_index :: self.acc.num_processes]
+        return [by_name[name].train[i] for name, i in mine]
+
+    def _evaluate(self) -> dict:
+        t = self.config.train
+        return evaluate(self.acc.unwrap_model(self.model), self.backbone, self.tasks, split="dev",
+                        max_examples=t.eval_max_examples, batch_size=t.eval_batch_size,
+                        max_new_tokens=t.max_new_tokens)
+
+    def _write_outputs(self, history: dict) -> None:
+        atomic_write_json(self.out / "history.json", history)
+        from shoulders.train.plots import plot_history
+
+        plot_history(history, self.out / "training_curve.png", title=f"{self.config.method} on {self.backbone.name_or_path}")
+
+    # -------------------------------------------------------------------- loop
+    def fit(self) -> TrainResult:
+        cfg, t = self.config, self.config.train
+        params = [p for p in self.module.trainable_parameters()]
+        if not params:
+            raise ValueError(f"{cfg.method}: the module has no trainable parameters")
+        optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                                      weight_decay=cfg.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(cfg.optim.schedule, cfg.optim.warmup_steps, t.steps))
+        self.model, optimizer = self.acc.prepare(self.module, optimizer)
+        sampler = MixtureSampler({x.name: len(x.train) for x in self.tasks}, kind=cfg.mixture.kind,
+                                 cap=cfg.mixture.cap, temperature=cfg.mixture.temperature, seed=t.seed)
+        by_name = {x.name: x for x in self.tasks}
+        history: dict = {"train": [], "eval": [], "config": cfg.model_dump(mode="json")}
+        best_score, start = None, 0
+        ckpt_root = self.out / "checkpoints"
+        existing = list_checkpoints(ckpt_root) if cfg.resume else []
+        if existing:
+            state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler)
+            sampler.load_state_dict(state["sampler"])
+            history, best_score, start = state["history"], state["best_score"], state["step"]
+            log.info("resumed from %s (step %d)", existing[-1], start)
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+        def checkpoint(step: int) -> None:
+            if self.acc.is_main_process:
+                save_checkpoint(ckpt_root, step, self.acc.unwrap_model(self.model), self.backbone, optimizer, scheduler,
+                                {"sampler": sampler.state_dict(), "history": history, "best_score": best_score},
+                                keep=t.keep_checkpoints)
+            self.acc.wait_for_everyone()
+
+        self.model.train()
+        bar = tqdm(total=t.steps, initial=start, desc=f"train {cfg.method}", disable=not self.progress)
+        started = time.perf_counter()
+        for step in range(start, t.steps):
+            total = 0.0
+            for _ in range(t.grad_accum):
+                loss = self.model(self.backbone, self._batch(sampler, by_name)) / t.grad_accum
+                self.acc.backward(loss)
+                total += loss.item()
+            if cfg.optim.max_grad_norm:
+                self.acc.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            bar.update(1)
+            if done % t.log_every == 0 or done == t.steps:
+                history["train"].append({"step": done, "loss": total, "lr": scheduler.get_last_lr()[0],
+                                         "elapsed_s": time.perf_counter() - started})
+                bar.set_postfix(loss=f"{total:.3f}")
+            evaluating = (t.eval_every and done % t.eval_every == 0) or done == t.steps
+            if evaluating and any(x.dev for x in self.tasks):
+                if self.acc.is_main_process:
+                    result = self._evaluate()
+                    history["eval"].append({"step": done, **result})
+                    bar.set_postfix(loss=f"{total:.3f}", dev=f"{result['average']:.1f}")
+                    if best_score is None or result["average"] > best_score:
+                        best_score = result["average"]
+                        save_module(self.acc.unwrap_model(self.model), self.out / "best", self.backbone,
+                                    extra={"step": done, "dev": result})
+                    self._write_outputs(history)
+                self.model.train()
+            if evaluating or (t.checkpoint_every and done % t.checkpoint_every == 0):
+                checkpoint(done)
+        bar.close()
+        final = self.out / "final"
+        if self.acc.is_main_process:
+            save_module(self.acc.unwrap_model(self.model), final, self.backbone, extra={"step": t.steps})
+            self._write_outputs(history)
+        self.acc.wait_for_everyone()
+        best = self.out / "best"
+        return TrainResult(self.out, best if best.exists() else None, final, best_score, history)
+
+
+def train(config: TrainConfig, **kwargs) -> TrainResult:
+    return Trainer(config, **kwargs).fit()

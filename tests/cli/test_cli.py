@@ -1,0 +1,57 @@
+"""The CLI end to end on a tiny backbone: train, info, eval, generate, PEFT, errors."""
+import json
+
+import pytest
+
+from shoulders.cli.main import main
+from tests.tasks_fixture import keyword_task
+
+
+@pytest.fixture()
+def data_files(tmp_path):
+    task = keyword_task(40, 10)
+    for split in ("train", "dev"):
+        with open(tmp_path / f"{split}.jsonl", "w") as f:
+            for ex in task.split(split):
+                f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
+    return tmp_path
+
+
+def test_train_info_eval_generate(tiny_dirs, data_files, tmp_path, capsys):
+    cfg = tmp_path / "pt.yaml"
+    cfg.write_text(f"""
+method: prompt_tuning
+backbone: {{name_or_path: {tiny_dirs['gpt2']}, device: cpu}}
+module: {{num_virtual_tokens: 4}}
+tasks:
+  - {{name: kw, train: train.jsonl, dev: dev.jsonl, metric: accuracy, choices: ["yes", "no"]}}
+train: {{steps: 4, batch_size: 4, eval_every: 2, eval_max_examples: 4}}
+output_dir: {tmp_path / 'run'}
+""")
+    assert main(["train", str(cfg), "--no-progress", "--set", "train.steps=4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    final = out["final"]
+    assert main(["info", final, "--verify"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["module_type"] == "prompt_tuning" and info["weights"]["verified"]
+    assert main(["eval", final, "--data", str(data_files / "dev.jsonl"), "--metric", "accuracy",
+                 "--choices", "yes", "no", "--predictions", str(tmp_path / "p.jsonl")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["examples"] == 10 and 0 <= res["score"] <= 100
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 10
+    assert main(["generate", final, "the cat", "--max-new-tokens", "3", "--json"]) == 0
+    gens = json.loads(capsys.readouterr().out)
+    assert len(gens) == 1 and len(gens[0]["outputs"][0]["token_ids"]) <= 3
+    assert main(["export-peft", final, str(tmp_path / "peft")]) == 0
+    assert (tmp_path / "peft" / "adapter_config.json").exists()
+    assert main(["import-peft", str(tmp_path / "peft"), str(tmp_path / "back")]) == 0
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: prompt_tuning\nbackbone: {name_or_path: x}\ntrain: {stepz: 1}\n")
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'train.stepz'" in err and "Traceback" not in err
+    assert main(["info", str(tmp_path)]) == 2
+    assert "module.json: missing" in capsys.readouterr().err

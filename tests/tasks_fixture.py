@@ -1,0 +1,26 @@
+"""A small sentiment-like task that a prompt on a tiny random backbone can learn."""
+from __future__ import annotations
+
+import random
+
+from shoulders.data.examples import Example, Task
+
+POS = ["happy", "good", "great", "loved", "fun"]
+NEG = ["sad", "bad", "awful", "hated", "boring"]
+FILL = ["the", "movie", "film", "story", "plot", "actor", "ending", "was", "this", "a"]
+
+
+def keyword_task(n_train: int = 400, n_dev: int = 100, seed: int = 0, name: str = "sentiment") -> Task:
+    rng = random.Random(seed)
+
+    def make(n):
+        out = []
+        for _ in range(n):
+            label = rng.random() < 0.5
+            words = [rng.choice(FILL) for _ in range(rng.randint(3, 6))]
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POS if label else NEG))
+            out.append(Example(input=" ".join(words) + " sentiment:", target="yes" if label else "no",
+                               task=name, choices=["yes", "no"]))
+        return out
+
+    return Task(name=name, train=make(n_train), dev=make(n_dev), test=make(n_dev), metric="accuracy", cluster=name)

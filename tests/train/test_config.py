@@ -1,0 +1,43 @@
+"""YAML configs validate into typed objects; errors name the key."""
+import pytest
+
+from shoulders.train.config import ConfigError, TrainConfig, load_config
+
+BASE = "method: prompt_tuning\nbackbone: {name_or_path: x}\n"
+
+
+def cfg_file(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = load_config(cfg_file(tmp_path, BASE), ["train.steps=7", "module.num_virtual_tokens=3", "optim.lr=0.5"])
+    assert cfg.train.steps == 7 and cfg.optim.lr == 0.5
+    assert cfg.module_config().num_virtual_tokens == 3
+
+
+@pytest.mark.parametrize("text,expected", [
+    (BASE + "trian: {steps: 3}\n", "unknown key 'trian'"),
+    (BASE + "train: {steps: many}\n", "key 'train.steps'"),
+    (BASE + "train: {steps: -1}\n", "key 'train.steps'"),
+    (BASE + "module: {num_virtual_tokens: 0}\n", "key 'module.num_virtual_tokens'"),
+    (BASE + "module: {prompt_len: 3}\n", "unknown key 'module.prompt_len'"),
+    ("method: lora\nbackbone: {name_or_path: x}\n", "unknown method 'lora'"),
+    ("method: prompt_tuning\n", "missing key 'backbone'"),
+    (BASE + "train: [1, 2\n", "not valid YAML"),
+])
+def test_errors_name_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(cfg_file(tmp_path, BASE), ["train.steps"])
+
+
+def test_round_trip():
+    cfg = load_config(data={"method": "prompt_tuning", "backbone": {"name_or_path": "x"}})
+    assert TrainConfig.model_validate(cfg.model_dump()) == cfg
