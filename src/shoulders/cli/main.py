@@ -7,14 +7,19 @@ import logging
 import os
 import sys
 
-# (command, module) pairs: each module defines add_parser(subparsers) and sets `func`.
-COMMANDS = [
-    "shoulders.cli.train_cmd",
-    "shoulders.cli.eval_cmd",
-    "shoulders.cli.generate_cmd",
-    "shoulders.cli.info_cmd",
-    "shoulders.cli.peft_cmd",
-]
+# Sub-commands are the `*_cmd.py` files of this package, in this order first, then the rest
+# alphabetically. Each defines add_parser(subparsers), which sets `func` on its parser.
+FIRST = ["demo_cmd", "train_cmd", "eval_cmd", "generate_cmd", "info_cmd"]
+
+
+def command_modules() -> list[str]:
+    import pkgutil
+
+    import shoulders.cli as pkg
+
+    found = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.endswith("_cmd"))
+    ordered = [m for m in FIRST if m in found] + [m for m in found if m not in FIRST]
+    return [f"shoulders.cli.{m}" for m in ordered]
 
 
 class UserError(Exception):
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"shoulders {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(name).add_parser(sub)
     return parser
 

@@ -8,6 +8,12 @@ import importlib
 
 MODULE_TYPES: dict[str, str] = {
     "prompt_tuning": "shoulders.prompts.prompt_tuning:PromptTuning",
+    "idpt": "shoulders.prompts.idpt:InputDependentPrompt",
+    "reranker": "shoulders.reader.reranker:CrossEncoderReranker",
+    "reader": "shoulders.reader.reader:Reader",
+    "textual_recursion": "shoulders.recursion.textual:TextualRecursion",
+    "neural_recursion": "shoulders.recursion.neural:NeuralRecursion",
+    "finetune": "shoulders.modules.finetune:FullFinetune",
 }
 
 
