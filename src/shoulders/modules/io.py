@@ -64,6 +64,10 @@ def write_module_files(module, directory: Path, backbone=None, *, extra: dict[st
 def read_module_json(path: str | Path) -> dict:
     path = Path(path)
     cfg_file = path / CONFIG_NAME
+    if not path.exists():
+        from shoulders.utils.fs import recover_dir
+
+        recover_dir(path)  # a save killed between its two renames left the old copy aside
     if not path.is_dir():
         raise ModuleFormatError(f"{path}: not a module directory (expected a folder with {CONFIG_NAME})")
     if not cfg_file.is_file():

@@ -81,6 +81,9 @@ def list_checkpoints(root: Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
+    for tmp in root.glob(".step-*"):  # left by a writer killed mid-save
+        if tmp.name.endswith(".tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
     found = [p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name) and (p / STATE_NAME).is_file()]
     return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
 

@@ -45,6 +45,25 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def recover_dir(path: str | Path) -> bool:
+    """Undo a replacement cut between its two renames: bring back the moved-aside copy.
+
+    Also removes temporary directories that a killed writer left behind. Returns True if
+    something was restored.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return False
+    restored = False
+    backups = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if backups and not path.exists():
+        os.replace(backups.pop(), path)
+        restored = True
+    for stale in backups + list(path.parent.glob(f".{path.name}.*.tmp")):
+        shutil.rmtree(stale, ignore_errors=True)
+    return restored
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces `path` only if the block succeeds.
@@ -55,6 +74,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
