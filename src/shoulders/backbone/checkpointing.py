@@ -14,7 +14,12 @@ def enable_gradient_checkpointing(lm) -> int:
     """Turn checkpointing on for every decoder layer; returns how many layers."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    lm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = lm.model
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     count = 0
     for module in lm.model.modules():
         if isinstance(module, GradientCheckpointingLayer):
@@ -26,5 +31,9 @@ def enable_gradient_checkpointing(lm) -> int:
 
 
 def disable_gradient_checkpointing(lm) -> None:
-    lm.model.gradient_checkpointing_disable()
-    lm.model.eval()
+    model = lm.model
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+    model.eval()
