@@ -72,3 +72,13 @@ def test_fingerprint_is_dtype_independent(tiny_dir):
     a = FrozenLM.from_pretrained(tiny_dir, dtype="float32", device="cpu").info()
     b = FrozenLM.from_pretrained(tiny_dir, dtype="bfloat16", device="cpu").info()
     assert a["embedding_fingerprint"] == b["embedding_fingerprint"]
+
+
+def test_device_map_loading_matches(tiny_dir):
+    """The sharded-loading path (accelerate's device_map) gives the same model."""
+    plain = FrozenLM.from_pretrained(tiny_dir, dtype="float32", device="cpu")
+    sharded = FrozenLM.from_pretrained(tiny_dir, dtype="float32", device_map="auto", max_memory={"cpu": "1GiB"})
+    ids = plain.encode(["the cat is happy"])
+    tgt = plain.encode_targets([" yes"])
+    torch.testing.assert_close(plain(None, ids, tgt).loss, sharded(None, ids, tgt).loss)
+    assert all(not p.requires_grad for p in sharded.model.parameters())
