@@ -41,3 +41,15 @@ def test_bad_override(tmp_path):
 def test_round_trip():
     cfg = load_config(data={"method": "prompt_tuning", "backbone": {"name_or_path": "x"}})
     assert TrainConfig.model_validate(cfg.model_dump()) == cfg
+
+
+def test_prompt_longer_than_context_window(tiny_dirs, tmp_path):
+    from shoulders.errors import WindowError
+    from shoulders.train import Trainer
+    from tests.tasks_fixture import keyword_task
+
+    cfg = load_config(data={"method": "prompt_tuning", "backbone": {"name_or_path": str(tiny_dirs["gpt2"]), "device": "cpu"},
+                            "module": {"num_virtual_tokens": 300}, "output_dir": str(tmp_path / "o")})
+    with pytest.raises(WindowError, match="soft prefix of 300 vectors .* context window of 256 tokens"):
+        Trainer(cfg, tasks=[keyword_task(8, 2)], progress=False)
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -29,11 +29,9 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
 
-    from shoulders.data.loaders import DataError
-    from shoulders.modules.io import ModuleFormatError
-    from shoulders.train.config import ConfigError
+    from shoulders.errors import ShouldersError
 
-    return (UserError, ConfigError, DataError, ModuleFormatError, ValidationError, FileNotFoundError)
+    return (UserError, ShouldersError, ValidationError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

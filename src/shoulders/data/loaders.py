@@ -5,6 +5,8 @@ a data file is usually wrong in one place among thousands, and the user must fin
 """
 from __future__ import annotations
 
+from shoulders.errors import ShouldersError
+
 import csv
 import io
 import json
@@ -19,7 +21,7 @@ P3_INPUT, P3_TARGET, P3_CHOICES = "inputs_pretokenized", "targets_pretokenized",
 MAX_LINE_BYTES = 1 << 20  # 1 MiB per record: far above any real example, far below a runaway line
 
 
-class DataError(ValueError):
+class DataError(ShouldersError):
     """A data file that cannot be read; the message names file, line and field."""
 
 

@@ -153,8 +153,9 @@ class SoftPromptModule(SoftModule):
 
     def loss(self, backbone, examples: Sequence[Example]) -> Tensor:
         prefix = self.prefix(backbone, examples)
-        ids = self.encode_inputs(backbone, examples)
-        return backbone(prefix, ids, self.encode_targets(backbone, [ex.target for ex in examples])).loss
+        targets = self.encode_targets(backbone, [ex.target for ex in examples])
+        ids = fit_to_window(backbone, prefix, self.encode_inputs(backbone, examples), [len(t) for t in targets])
+        return backbone(prefix, ids, targets).loss
 
     def choice_logprobs(self, backbone, examples: Sequence[Example]) -> list[list[float]]:
         """Log-likelihood of each choice (sum over its tokens, EOS excluded), T0-style."""
@@ -166,6 +167,7 @@ class SoftPromptModule(SoftModule):
         per_row = split_prefix(prefix, len(examples))
         for i, ex in enumerate(examples):
             tgt = backbone.encode([self.config.text.target_prefix + c for c in ex.choices], add_special_tokens=False)
+            ids[i] = fit_to_window(backbone, [per_row[i]], [ids[i]], [max(map(len, tgt))])[0]
             for t in tgt:
                 rows_prefix.append(per_row[i])
                 rows_ids.append(ids[i])
@@ -183,6 +185,36 @@ class SoftPromptModule(SoftModule):
         self, backbone, inputs: Sequence[Example | str], config: GenerationConfig | None = None, **overrides
     ) -> list[list[Generation]]:
         examples = [_as_example(x) for x in inputs]
+        cfg = config or GenerationConfig()
+        if overrides:
+            cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
         with torch.no_grad():
             prefix = self.prefix(backbone, examples)
-        return backbone.generate(prefix, self.encode_inputs(backbone, examples), config, **overrides)
+        ids = fit_to_window(backbone, prefix, self.encode_inputs(backbone, examples), cfg.max_new_tokens)
+        return backbone.generate(prefix, ids, cfg)
+
+
+def fit_to_window(backbone, prefix, ids: list[list[int]], reserve: int | Sequence[int]) -> list[list[int]]:
+    """Drop each input's *first* tokens so prefix + input + `reserve` fits the context window.
+
+    The end of an input (the question, the template's cue) matters most to a causal LM.
+    A prefix that leaves no room at all is a configuration error, reported as such.
+    """
+    from shoulders.backbone.layout import split_prefix
+
+    window = backbone.max_context
+    rows = split_prefix(prefix, len(ids))
+    reserves = [reserve] * len(ids) if isinstance(reserve, int) else list(reserve)
+    out = []
+    for p, t, r in zip(rows, ids, reserves):
+        n_pre = 0 if p is None else p.shape[0]
+        room = window - n_pre - r
+        if room < 1:
+            from shoulders.errors import WindowError
+
+            raise WindowError(
+                f"a soft prefix of {n_pre} vectors plus {r} target/new tokens leaves no room for the input in "
+                f"the backbone's context window of {window} tokens; shorten the prompt or the target budget"
+            )
+        out.append(list(t[-room:]) if len(t) > room else list(t))
+    return out

@@ -7,6 +7,8 @@ verifies. Weights are safetensors only: loading a module never runs code from a 
 """
 from __future__ import annotations
 
+from shoulders.errors import ShouldersError
+
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ CONFIG_NAME = "module.json"
 WEIGHTS_NAME = "weights.safetensors"
 
 
-class ModuleFormatError(ValueError):
+class ModuleFormatError(ShouldersError):
     """A module directory that cannot be loaded; the message names the file and the problem."""
 
 

@@ -5,6 +5,8 @@ An unknown key or a wrong type is an error that names the key (pydantic, extra=f
 """
 from __future__ import annotations
 
+from shoulders.errors import ShouldersError
+
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from shoulders.modules.base import StrictModel
 
 
-class ConfigError(ValueError):
+class ConfigError(ShouldersError):
     """A config that cannot be used; the message names the file and the key."""
 
 

@@ -85,6 +85,18 @@ class Trainer:
         self.module = module or module_class(config.method).build(config.module_config(), backbone)
         self.module.to(backbone.device)
         self.out = Path(config.output_dir)
+        self._check_setup()
+
+    def _check_setup(self) -> None:
+        """Run one training example through the module (no grad, eval mode) before step 0,
+        so a prefix that overflows the context window or a broken example fails now, with
+        its message, not after an hour of training."""
+        example = self.tasks[0].train[0]
+        was_training = self.module.training
+        self.module.eval()
+        with torch.no_grad():
+            self.module.loss(self.backbone, [example])
+        self.module.train(was_training)
 
     # ------------------------------------------------------------------ pieces
     def _batch(self, sampler: MixtureSampler, by_name: dict[str, Task]) -> list[Example]:
