@@ -1,0 +1,291 @@
+"""`shoulders bench serve`: what mixed-module batching buys, measured over real HTTP.
+
+A server *process* (`shoulders serve`) on loopback, a real client (httpx), one run:
+1. one request at a time (one client);
+2. homogeneous batches: `concurrency` clients, every request for the same module;
+3. mixed batches: the same load spread round-robin over `modules` modules (>= 8).
+The three run in turn, `repeats` times, in rotating order (a noisy neighbour hurts all
+three alike); medians are reported, and the ratios mixed/homogeneous (the cost of mixing
+modules in one batch: the claim is >= 0.9) and mixed/one-at-a-time (the gain of batching
+at all: >= 3x). Requests are greedy with `ignore_eos`, lengths cycling through
+`max_tokens`, so every scenario generates the same tokens.
+
+`load_test=True` adds: `load_requests` requests at once over the modules; none may be
+lost or fail, and every answer must equal the same request served alone (sent one at a
+time afterwards to the same server).
+
+The default backbone is a randomly initialised Llama (~31M parameters, 8k vocabulary)
+with random prompt-tuning modules: sized so that a 2-core CPU finishes in minutes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shoulders.serving.launch import ServerProcess
+from shoulders.serving.loadgen import run_load
+from shoulders.utils.fs import atomic_write_json, atomic_write_text
+
+SYLLABLES = [c + v for c in "bcdfghklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
+
+
+def _sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(6000)]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 24))) for _ in range(n)]
+
+
+def build_bench_backbone(out_dir: str | Path, *, hidden: int = 512, layers: int = 8, heads: int = 8,
+                         kv_heads: int = 4, intermediate: int = 1376, vocab: int = 8192, seed: int = 0) -> Path:
+    """A random Llama with a BPE tokenizer trained here on pseudo-words: offline, ~31M params."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<pad>", "<bos>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_sentences(20000, seed), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    fast.save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=intermediate,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      max_position_embeddings=1024, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                      pad_token_id=fast.pad_token_id, tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(out_dir)
+    return out_dir
+
+
+def build_bench_modules(backbone, out_dir: str | Path, n: int, lengths=(12, 16, 20)) -> list[str]:
+    """`n` random prompt-tuning modules; prefix lengths cycle through `lengths` so mixed
+    batches pay for padding, as they would with real modules."""
+    from shoulders.modules import save_module
+    from shoulders.prompts import PromptTuning, PromptTuningConfig
+
+    names = []
+    for i in range(n):
+        cfg = PromptTuningConfig(num_virtual_tokens=lengths[i % len(lengths)], init="random", seed=i)
+        save_module(PromptTuning.build(cfg, backbone), Path(out_dir) / f"pt-{i:02d}", backbone)
+        names.append(f"pt-{i:02d}")
+    return names
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "load_avg_1m": os.getloadavg()[0], "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _batch_rows(url: str, api_key: str | None) -> tuple[float, float]:
+    import httpx
+
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {api_key}"} if api_key else {}).text
+    vals = dict(ln.split(" ") for ln in text.splitlines() if ln.startswith(("shoulders_batch_rows_sum",
+                                                                             "shoulders_batch_rows_count")))
+    return float(vals["shoulders_batch_rows_sum"]), float(vals["shoulders_batch_rows_count"])
+
+
+def run_serve_bench(*, backbone: str | None = None, work_dir: str | None = None, modules: int = 10,
+                    concurrency: int = 32, requests: int | None = None, seq_requests: int = 12,
+                    max_tokens: tuple[int, ...] = (16, 32, 48), repeats: int = 2, threads: int | None = None,
+                    scenario_seconds: float = 120.0, throughput: bool = True, load_test: bool = False,
+                    load_requests: int = 1000, load_seconds: float = 600.0, command: str = "") -> tuple[dict, str]:
+    """Run the benchmark; returns (result dict, markdown section)."""
+    from shoulders.backbone import FrozenLM
+
+    if modules < 2:
+        raise ValueError("modules must be >= 2 (mixed batches need several modules)")
+    tmp = tempfile.TemporaryDirectory(prefix="shoulders-bench-serve-") if work_dir is None else None
+    root = Path(work_dir or tmp.name)
+    try:
+        bb_path = Path(backbone) if backbone else build_bench_backbone(root / "backbone")
+        lm = FrozenLM.from_pretrained(bb_path, dtype="float32", device="cpu")
+        names = build_bench_modules(lm, root / "modules", modules)
+        prompts = _sentences(64, seed=1)
+        requests = requests or 4 * concurrency
+        result: dict[str, Any] = {
+            "command": command, "machine": _machine(), "threads": threads or os.environ.get("OMP_NUM_THREADS"),
+            "backbone": {"path": str(bb_path) if backbone else "random Llama (build_bench_backbone)",
+                         "params_m": round(lm.num_parameters / 1e6, 1), "vocab": lm.vocab_size,
+                         "hidden": lm.hidden_size, "layers": lm.config.num_hidden_layers},
+            "modules": modules, "concurrency": concurrency, "max_tokens": list(max_tokens)}
+        del lm
+        args = ["--max-batch", str(max(concurrency, 64)), "--max-queue", str(load_requests + 256),
+                "--max-new-tokens", str(max(max(max_tokens), 64)), "--timeout", str(load_seconds + 60),
+                "--rescan-interval", "0", "--max-prompt-tokens", "512"]
+        with ServerProcess(bb_path, root / "modules", *args, log_path=root / "server.log", threads=threads) as srv:
+            url = srv.url
+
+            def bodies(n: int, mods: list[str], offset: int = 0) -> list[dict]:
+                return [{"model": mods[i % len(mods)], "prompt": prompts[(i + offset) % len(prompts)],
+                         "max_tokens": max_tokens[i % len(max_tokens)], "temperature": 0, "ignore_eos": True}
+                        for i in range(n)]
+
+            run_load(url, bodies(2, names) + bodies(16, names), concurrency=8)  # warm-up
+            if throughput:
+                result["scenarios"] = _throughput(url, names, bodies, concurrency, requests, seq_requests,
+                                                  repeats, scenario_seconds)
+            if load_test:
+                result["load_test"] = _load_test(url, names, prompts, load_requests, load_seconds)
+        result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
+        return result, serve_markdown(result)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _throughput(url, names, bodies, concurrency, requests, seq_requests, repeats, seconds) -> dict:
+    plan = {"one_at_a_time": (lambda: bodies(seq_requests, names), 1),
+            "homogeneous": (lambda: bodies(requests, names[:1]), concurrency),
+            "mixed": (lambda: bodies(requests, names), concurrency)}
+    runs: dict[str, list[dict]] = {k: [] for k in plan}
+    order = list(plan)
+    for r in range(repeats):
+        for name in order[r % 3:] + order[: r % 3]:  # rotate: no scenario always runs first
+            make, conc = plan[name]
+            before = _batch_rows(url, None)
+            res = run_load(url, make(), concurrency=conc, max_seconds=seconds)
+            after = _batch_rows(url, None)
+            s = res.summary()
+            s["mean_batch_rows"] = round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
+            runs[name].append(s)
+    out = {}
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        out[name] = {**med, "runs": rs}
+    out["mixed_vs_homogeneous"] = round(out["mixed"]["tokens_per_s"] / out["homogeneous"]["tokens_per_s"], 3)
+    out["mixed_vs_one_at_a_time"] = round(out["mixed"]["tokens_per_s"] / out["one_at_a_time"]["tokens_per_s"], 2)
+    return out
+
+
+def _load_test(url, names, prompts, n, seconds) -> dict:
+    """`n` requests at once over the modules; each answer must equal the request served alone."""
+    distinct = [{"model": names[i % len(names)], "prompt": prompts[i % len(prompts)],
+                 "max_tokens": (4, 8, 12, 16)[i % 4], "temperature": 0} for i in range(min(100, n))]
+    order = [i % len(distinct) for i in range(n)]
+    random.Random(0).shuffle(order)
+    before = _batch_rows(url, None)
+    res = run_load(url, [distinct[i] for i in order], concurrency=n, max_seconds=seconds)
+    after = _batch_rows(url, None)
+    alone = run_load(url, distinct, concurrency=1, max_seconds=seconds)
+    ref = [r["choices"][0]["text"] if r else None for r in alone.responses]
+    answered = [(i, r) for i, r in zip(order, res.responses) if r is not None]
+    same = sum(r["choices"][0]["text"] == ref[i] for i, r in answered)
+    return {"requests": n, "distinct": len(distinct), "ok": res.requests, "errors": res.errors,
+            "lost": n - res.requests - sum(res.errors.values()), "identical_to_alone": same,
+            "reference_ok": alone.requests, "seconds": round(res.seconds, 2),
+            "tokens_per_s": round(res.tokens_per_s, 1), "p50_s": round(res.percentile(50), 3),
+            "p99_s": round(res.percentile(99), 3),
+            "mean_batch_rows": round((after[0] - before[0]) / max(after[1] - before[1], 1), 2),
+            "passed": res.requests == n and same == n and alone.requests == len(distinct)}
+
+
+def serve_markdown(result: dict) -> str:
+    m, b = result["machine"], result["backbone"]
+    out = ["## Serving", "", f"Command: `{result['command']}`  " if result["command"] else "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, threads {result['threads'] or 'default'}; "
+           f"{m['date']}; load average (1 min) at start/end {m['load_avg_1m']:.1f} / "
+           f"{m.get('load_avg_1m_end', float('nan')):.1f} (above the core count: other jobs shared the CPU).  ",
+           f"Backbone: {b['path']}, {b['params_m']}M parameters ({b['layers']} layers, hidden {b['hidden']}, "
+           f"vocab {b['vocab']}); {result['modules']} prompt-tuning modules; a `shoulders serve` process on "
+           f"loopback, httpx clients; greedy, `ignore_eos`, max_tokens cycling {result['max_tokens']}.", ""]
+    sc = result.get("scenarios")
+    if sc:
+        out += ["| scenario | clients | requests | tokens/s | requests/s | p50 s | p90 s | p99 s | rows/step |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for key, label, clients in (("one_at_a_time", "one request at a time", 1),
+                                    ("homogeneous", "homogeneous (1 module)", result["concurrency"]),
+                                    ("mixed", f"mixed ({result['modules']} modules)", result["concurrency"])):
+            s = sc[key]
+            out.append(f"| {label} | {clients} | {s['requests']:.0f} | {s['tokens_per_s']:,.1f} | "
+                       f"{s['requests_per_s']:.2f} | {s['p50_s']:.2f} | {s['p90_s']:.2f} | {s['p99_s']:.2f} | "
+                       f"{s['mean_batch_rows']:.1f} |")
+        out += ["", f"Mixed / homogeneous throughput: **{sc['mixed_vs_homogeneous']:.2f}x** (claim: >= 0.9x). "
+                    f"Mixed / one at a time: **{sc['mixed_vs_one_at_a_time']:.1f}x** (claim: >= 3x). "
+                    f"Medians of {len(sc['mixed']['runs'])} rotating runs.", ""]
+    lt = result.get("load_test")
+    if lt:
+        out += [f"Load test: {lt['requests']:,} concurrent requests over {result['modules']} modules "
+                f"({lt['distinct']} distinct, greedy): {lt['ok']:,} answered, "
+                f"{sum(lt['errors'].values()) if isinstance(lt['errors'], dict) else lt['errors']} errors, "
+                f"{lt['lost']} lost; {lt['identical_to_alone']:,} / {lt['requests']:,} identical to the same "
+                f"request served alone; {lt['seconds']:.1f} s, {lt['tokens_per_s']:,.0f} tokens/s, "
+                f"p50 {lt['p50_s']:.1f} s, p99 {lt['p99_s']:.1f} s, {lt['mean_batch_rows']:.1f} rows per decode "
+                f"step. **{'PASSED' if lt['passed'] else 'FAILED'}**", ""]
+    return "\n".join(line for line in out if line is not None).rstrip() + "\n"
+
+
+def write_serve_benchmarks(result: dict, markdown: str, root: str | Path = ".") -> tuple[Path, Path]:
+    """Replace (or append) the `## Serving` section of BENCHMARKS.md, keeping the others,
+    and write benchmarks/serve.json; both atomically."""
+    root = Path(root)
+    md_path, json_path = root / "BENCHMARKS.md", root / "benchmarks" / "serve.json"
+    old = md_path.read_text(encoding="utf-8") if md_path.is_file() else "# Benchmarks\n"
+    section = re.compile(r"^## Serving[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+    body = markdown.rstrip() + "\n\n"
+    new = section.sub(lambda _: body, old, count=1) if section.search(old) else old.rstrip() + "\n\n" + body
+    for path, write, data in ((md_path, atomic_write_text, new.rstrip() + "\n"),
+                              (json_path, atomic_write_json, result)):
+        write(path, data)
+        os.chmod(path, 0o644)  # the atomic temp file is private (0600); a results file is not
+    return md_path, json_path
+
+
+def add_serve_bench_args(p) -> None:
+    """Flags for `shoulders bench serve` (the bench parser calls this)."""
+    p.add_argument("--backbone", help="backbone directory (default: build a random ~31M Llama)")
+    p.add_argument("--modules", type=int, default=10, help="prompt-tuning modules for the mixed scenario")
+    p.add_argument("--concurrency", type=int, default=32, help="clients in the batched scenarios")
+    p.add_argument("--requests", type=int, help="requests per batched scenario (default: 4 x concurrency)")
+    p.add_argument("--seq-requests", type=int, default=12, help="requests in the one-at-a-time scenario")
+    p.add_argument("--max-tokens", type=int, nargs="+", default=[16, 32, 48], help="lengths, cycled")
+    p.add_argument("--repeats", type=int, default=2, help="rotating runs per scenario (median reported)")
+    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server (default: inherited)")
+    p.add_argument("--load-test", action="store_true", help="also: --load-requests at once, checked against alone")
+    p.add_argument("--load-only", action="store_true", help="only the load test")
+    p.add_argument("--load-requests", type=int, default=1000)
+    p.add_argument("--work-dir", help="keep the backbone, modules and server log here (default: a temp dir)")
+    p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ live")
+    p.add_argument("--no-write", action="store_true", help="print only")
+
+
+def run_from_args(args) -> int:
+    result, table = run_serve_bench(
+        backbone=args.backbone, work_dir=args.work_dir, modules=args.modules, concurrency=args.concurrency,
+        requests=args.requests, seq_requests=args.seq_requests, max_tokens=tuple(args.max_tokens),
+        repeats=args.repeats, threads=args.threads, throughput=not args.load_only,
+        load_test=args.load_test or args.load_only, load_requests=args.load_requests,
+        command=" ".join([getattr(args, "prog", None) or "shoulders", *sys.argv[1:]]))
+    print(table)
+    if not args.no_write:
+        for path in write_serve_benchmarks(result, table, args.root):
+            print(f"wrote {path}")
+    ok = result.get("load_test", {}).get("passed", True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # python -m shoulders.bench.serve [flags], until `shoulders bench serve` is wired
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m shoulders.bench.serve", description=__doc__.split("\n")[0])
+    add_serve_bench_args(parser)
+    sys.exit(run_from_args(parser.parse_args(namespace=argparse.Namespace(prog=parser.prog))))

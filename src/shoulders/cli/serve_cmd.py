@@ -1,0 +1,60 @@
+"""shoulders serve --backbone B --modules DIR: one frozen backbone, every module in DIR, over HTTP."""
+from __future__ import annotations
+
+import os
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve every module of a directory over an OpenAI-compatible HTTP API",
+                       description="Load one frozen backbone and every module directory in --modules that was "
+                                   "trained on it; requests for different modules share each batched forward pass.")
+    p.add_argument("--backbone", required=True, help="backbone hub id or directory")
+    p.add_argument("--modules", required=True, help="directory whose sub-directories are modules (name = model id)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SHOULDERS_API_KEY, "
+                   "which keeps the key out of the process list)")
+    p.add_argument("--max-batch", type=int, default=32, help="rows (prompts x n) decoded together")
+    p.add_argument("--max-queue", type=int, default=256, help="requests waiting to join the batch; more get 429")
+    p.add_argument("--max-prompt-tokens", type=int, default=1024, help="per prompt, after the module's template")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="largest max_tokens a request may ask for")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request, queue included; then 504")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    p.add_argument("--cors-origin", action="append", default=[],
+                   help="allow this browser origin (repeatable; CORS is off by default)")
+    p.add_argument("--rescan-interval", type=float, default=10.0,
+                   help="seconds between scans of --modules for new modules; 0 = only POST /admin/rescan")
+    p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import uvicorn
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.cli.main import UserError
+    from shoulders.serving import ServeSettings, create_app
+
+    if not Path(args.modules).is_dir():
+        raise UserError(f"--modules {args.modules}: not a directory")
+    try:
+        settings = ServeSettings(
+            modules_dir=Path(args.modules), api_key=args.api_key or os.environ.get("SHOULDERS_API_KEY") or None,
+            max_batch=args.max_batch, max_queue=args.max_queue, max_prompt_tokens=args.max_prompt_tokens,
+            max_new_tokens=args.max_new_tokens, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
+            cors_origins=args.cors_origin, rescan_interval=args.rescan_interval)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    try:
+        backbone = FrozenLM.from_pretrained(args.backbone, dtype=args.dtype, device=args.device,
+                                            trust_remote_code=args.trust_remote_code)
+    except OSError as e:  # not found / not a model directory: one line, not a traceback
+        raise UserError(f"--backbone {args.backbone}: {e}") from None
+    app = create_app(settings, backbone)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0

@@ -1,0 +1,269 @@
+"""The scheduler: one thread owns the backbone and runs continuous, mixed-module batching.
+
+Loop: (1) admit waiting jobs, FIFO, while their rows fit in `max_batch`; their prompts
+are prefilled as one left-padded batch, each row with its own module's soft prefix, and
+merged into the running batch; (2) every row picks its next token with its own sampling
+settings; (3) finished and cancelled rows leave; (4) one decode step for everyone left.
+So requests for different modules share every forward pass, a newcomer waits at most one
+step to join, and a short answer never waits for a long one.
+
+A `CallJob` (recursion, reader) runs alone between two steps: its module has its own
+inference logic, so it cannot share the batch. With a backbone whose cache cannot be
+padded and merged (sliding-window layers), newcomers join only when the batch is empty.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+import torch
+
+from shoulders.backbone.layout import split_prefix
+from shoulders.data.examples import Example
+from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError, stop_at, streamable_prefix
+from shoulders.serving.kvbatch import DecodeBatch, cache_is_mergeable, new_cache
+from shoulders.serving.sampling import make_generator, sample_rows
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class _Row:
+    """One sample being generated: (job, choice index) plus what it has produced."""
+
+    __slots__ = ("job", "choice", "gen", "tokens", "sent", "reason")
+
+    def __init__(self, job: CompletionJob, choice: int, gen):
+        self.job, self.choice, self.gen = job, choice, gen
+        self.tokens: list[int] = []
+        self.sent = ""  # text already streamed
+        self.reason: str | None = None
+
+
+class Engine:
+    def __init__(self, backbone, *, max_batch: int = 32, max_queue: int = 256, metrics=None):
+        self.lm = backbone
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.metrics = metrics
+        self.mergeable = cache_is_mergeable(new_cache(backbone))
+        if not self.mergeable:
+            log.warning("backbone cache layers cannot be merged: newcomers join only when the batch is empty")
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._rows: list[_Row] = []
+        self._batch: DecodeBatch | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="shoulders-scheduler", daemon=True)
+
+    # ------------------------------------------------------------ public API
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; raises QueueFull when `max_queue` jobs are already waiting."""
+        if job.rows > self.max_batch:  # it could never be admitted, and would block the queue
+            raise ServingError(400, f"{job.rows} rows do not fit in a batch of {self.max_batch}",
+                               code="too_many_choices")
+        with self._cond:
+            if self._stopping:
+                raise ServingError(503, "the server is shutting down", "server_error", "shutting_down")
+            if sum(not j.cancelled for j in self._waiting) >= self.max_queue:
+                raise QueueFull(f"the queue is full ({self.max_queue} requests waiting); retry later")
+            self._waiting.append(job)
+            self._cond.notify()
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running_rows(self) -> int:
+        return len(self._rows)
+
+    # ------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)  # grad mode is per thread
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiting and not self._rows:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                taken = self._take()
+            try:
+                if len(taken) == 1 and isinstance(taken[0], CallJob):
+                    self._run_call(taken[0])
+                elif taken:
+                    self._admit(taken)
+                if self._rows:
+                    self._decode_step()
+            except Exception as e:  # a bug or OOM: fail the running rows, keep serving
+                log.exception("scheduler step failed")
+                self._fail_all(ServingError(500, f"generation failed: {type(e).__name__}: {e}", "server_error"))
+        err = ServingError(503, "the server is shutting down", "server_error", "shutting_down")
+        self._fail_all(err)
+        for job in self._waiting:
+            job.sink.put(("error", err))
+
+    def _take(self) -> list[Job]:
+        """Jobs to admit now (called holding the lock): FIFO, whole jobs only."""
+        taken: list[Job] = []
+        free = self.max_batch - len(self._rows)
+        if not self.mergeable and self._rows:
+            return taken
+        while self._waiting:
+            job = self._waiting[0]
+            if job.cancelled:
+                self._waiting.popleft()
+                continue
+            if isinstance(job, CallJob):
+                if not taken:
+                    taken.append(self._waiting.popleft())
+                break
+            if job.rows > free:
+                break
+            free -= job.rows
+            taken.append(self._waiting.popleft())
+        return taken
+
+    def _observe_queue(self, job: Job) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_queue(time.monotonic() - job.submitted)
+
+    def _run_call(self, job: CallJob) -> None:
+        self._observe_queue(job)
+        try:
+            job.sink.put(("done", job.fn()))
+        except ServingError as e:
+            job.sink.put(("error", e))
+        except Exception as e:
+            log.exception("%s failed", job.model)
+            job.sink.put(("error", ServingError(500, f"{job.model}: {type(e).__name__}: {e}", "server_error")))
+
+    def _admit(self, jobs: list[CompletionJob]) -> None:
+        prefixes, ids, repeats, rows = [], [], [], []
+        for job in jobs:
+            self._observe_queue(job)
+            try:
+                examples = [Example(input=p, target="") for p in job.prompts]
+                per_row = split_prefix(job.module.prefix(self.lm, examples), len(examples))
+                for p, (pre, tok) in enumerate(zip(per_row, job.token_ids)):
+                    if (0 if pre is None else pre.shape[0]) + len(tok) == 0:
+                        raise ServingError(400, f"prompt {p} is empty and {job.model} adds no prefix: "
+                                                "nothing to continue", code="empty_prompt")
+                    total = (0 if pre is None else pre.shape[0]) + len(tok) + job.max_tokens
+                    if total > self.lm.max_context:
+                        raise ServingError(400, f"prompt {p}: soft prefix + prompt + max_tokens = {total} tokens, "
+                                                f"more than the backbone's context of {self.lm.max_context}",
+                                           code="context_length_exceeded")
+            except ServingError as e:
+                job.sink.put(("error", e))
+                continue
+            except Exception as e:
+                log.exception("%s: computing the prefix failed", job.model)
+                job.sink.put(("error", ServingError(500, f"{job.model}: prefix failed: {e}", "server_error")))
+                continue
+            for p, (pre, tok) in enumerate(zip(per_row, job.token_ids)):
+                prefixes.append(pre)
+                ids.append(tok)
+                repeats.append(job.n)
+                for j in range(job.n):
+                    seed = None if job.seed is None else job.seed + j
+                    gen = None if job.sampling.greedy else make_generator(seed, self.lm.device)
+                    rows.append(_Row(job, p * job.n + j, gen))
+        if not rows:
+            return
+        try:
+            fresh = DecodeBatch.prefill(self.lm, prefixes, ids, repeats)
+        except Exception as e:  # only the newcomers fail; the running batch is untouched
+            log.exception("prefill failed")
+            err = ServingError(500, f"prefill failed: {type(e).__name__}: {e}", "server_error")
+            for job in {id(r.job): r.job for r in rows}.values():
+                job.sink.put(("error", err))
+            return
+        if self._batch is None or not self._rows:
+            self._batch = fresh
+        else:
+            self._batch.merge(fresh)
+        self._rows.extend(rows)
+
+    def _decode_step(self) -> None:
+        batch, rows = self._batch, self._rows
+        if self.metrics is not None:
+            self.metrics.observe_batch(len(rows))
+        nxt = sample_rows(batch.logits, [r.job.sampling for r in rows], [r.gen for r in rows]).tolist()
+        eos = self.lm.eos_token_id
+        keep, produced = [], 0
+        for j, row in enumerate(rows):
+            job, tok = row.job, nxt[j]
+            if job.cancelled:
+                continue  # the client is gone: drop the row, report nothing
+            if eos is not None and tok == eos and not job.ignore_eos:
+                row.reason = "stop"
+            else:
+                row.tokens.append(tok)
+                produced += 1
+                if job.stop and self._hits_stop(row):
+                    row.reason = "stop"
+                elif len(row.tokens) >= job.max_tokens:
+                    row.reason = "length"
+            if row.reason is not None:
+                self._finish(row)
+                continue
+            if job.stream:
+                self._stream(row)
+            keep.append(j)
+        if self.metrics is not None:
+            self.metrics.add_tokens(produced)
+        if len(keep) < len(rows):
+            self._rows = [rows[j] for j in keep]
+            if not keep:
+                self._batch = None
+                return
+            batch.select(keep)
+        batch.step(torch.tensor([nxt[j] for j in keep]))
+
+    def _hits_stop(self, row: _Row) -> bool:
+        """As in `backbone.generation`: decode only the tail a stop string could span."""
+        tail = max(map(len, row.job.stop)) + 4
+        return stop_at(self.lm.decode(row.tokens[-tail:]), row.job.stop) is not None
+
+    def _stream(self, row: _Row) -> None:
+        text = streamable_prefix(self.lm.decode(row.tokens), row.job.stop)
+        if len(text) > len(row.sent) and text.startswith(row.sent):
+            row.job.sink.put(("delta", row.choice, text[len(row.sent):]))
+            row.sent = text
+
+    def _finish(self, row: _Row) -> None:
+        job = row.job
+        text = self.lm.decode(row.tokens)
+        if job.stop:
+            cut = stop_at(text, job.stop)
+            if cut is not None:
+                text, row.reason = text[:cut], "stop"
+        choice = Choice(row.choice, text, row.tokens, row.reason)
+        job.choices[row.choice] = choice
+        if job.stream:
+            tail = text[len(row.sent):] if text.startswith(row.sent) else text  # a tokenizer re-spacing: best effort
+            if tail:
+                job.sink.put(("delta", row.choice, tail))
+            job.sink.put(("finish", row.choice, choice))
+        if len(job.choices) == job.rows:
+            job.sink.put(("done", [job.choices[i] for i in range(job.rows)]))
+
+    def _fail_all(self, err: ServingError) -> None:
+        for job in {id(r.job): r.job for r in self._rows}.values():
+            job.sink.put(("error", err))
+        self._rows, self._batch = [], None

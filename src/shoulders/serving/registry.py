@@ -1,0 +1,164 @@
+"""The modules a server offers: every module directory under one root that fits its backbone.
+
+A model name is a directory name and nothing else: it must match `NAME_RE` (no `/`, no
+`..`, no leading dot), and requests only ever look names up in the loaded table, so no
+request can make the server open a path. Directories are re-read when their module.json
+or weights change (atomic saves rename the directory, so a half-written module is never
+seen); a broken or mismatched one is skipped with its reason, logged once, and listed
+by `GET /admin/modules`. Names starting with a dot (temporary directories of atomic
+writes) are ignored silently.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name)) and ".." not in name
+
+
+def is_batched(module) -> bool:
+    """True when the module's rows can join the mixed batch: it is a soft-prompt module
+    that keeps the shared generation (a module overriding `generate` has its own
+    inference logic, e.g. recursion, and runs as its own batch)."""
+    from shoulders.modules.base import SoftPromptModule
+
+    return isinstance(module, SoftPromptModule) and type(module).generate is SoftPromptModule.generate
+
+
+@dataclass
+class Entry:
+    name: str
+    module: Any
+    module_type: str
+    path: Path
+    stamp: tuple
+    created: int
+    batched: bool
+
+
+def _stamp(path: Path) -> tuple:
+    """Changes whenever the directory is replaced or its files rewritten."""
+    parts: list = [path.stat().st_ino]
+    for f in ("module.json", "weights.safetensors"):
+        try:
+            st = (path / f).stat()
+            parts += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            parts += [None, None]
+    return tuple(parts)
+
+
+class ModuleRegistry:
+    def __init__(self, root: str | Path, backbone):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{root}: modules directory not found")
+        self.backbone = backbone
+        self._entries: dict[str, Entry] = {}
+        self._skipped: dict[str, tuple[tuple, str]] = {}  # name -> (stamp, reason)
+        self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, name: str) -> Entry | None:
+        if not valid_name(name):
+            return None
+        return self._entries.get(name)
+
+    def entries(self) -> list[Entry]:
+        return sorted(self._entries.values(), key=lambda e: e.name)
+
+    def skipped(self) -> dict[str, str]:
+        return {name: reason for name, (_, reason) in sorted(self._skipped.items())}
+
+    def rescan(self) -> dict:
+        """Load new or changed module directories, drop removed ones; returns what changed."""
+        with self._scan_lock:
+            loaded, removed, seen = [], [], set()
+            for child in sorted(self.root.iterdir()):
+                name = child.name
+                if name.startswith(".") or not child.is_dir():
+                    continue
+                seen.add(name)
+                if not valid_name(name):
+                    self._skip(name, (), f"invalid name (must match {NAME_RE.pattern} without '..')")
+                    continue
+                if not child.resolve().is_relative_to(self.root):
+                    self._skip(name, (), "resolves outside the modules directory")
+                    continue
+                try:
+                    stamp = _stamp(child)
+                except OSError as e:
+                    self._skip(name, (), f"unreadable: {e}")
+                    continue
+                current = self._entries.get(name)
+                if (current and current.stamp == stamp) or self._skipped.get(name, ((),))[0] == stamp:
+                    continue
+                entry, reason = self._load(name, child, stamp)
+                with self._lock:
+                    if entry is None:
+                        self._entries.pop(name, None)
+                    else:
+                        self._entries[name] = entry
+                        self._skipped.pop(name, None)
+                        loaded.append(name)
+                if reason:
+                    self._skip(name, stamp, reason)
+            with self._lock:
+                for name in [n for n in self._entries if n not in seen]:
+                    del self._entries[name]
+                    removed.append(name)
+                for name in [n for n in self._skipped if n not in seen]:
+                    del self._skipped[name]
+            for name in removed:
+                log.info("module %s removed", name)
+            return {"loaded": loaded, "removed": removed, "skipped": self.skipped(),
+                    "modules": [e.name for e in self.entries()]}
+
+    def _skip(self, name: str, stamp: tuple, reason: str) -> None:
+        if self._skipped.get(name) != (stamp, reason):
+            log.warning("module %s skipped: %s", name, reason)
+        with self._lock:
+            self._skipped[name] = (stamp, reason)
+
+    def _load(self, name: str, path: Path, stamp: tuple) -> tuple[Entry | None, str | None]:
+        from shoulders.modules.io import load_module, read_module_json
+
+        try:
+            meta = read_module_json(path)
+            module = load_module(path, self.backbone)
+        except Exception as e:  # any broken module is skipped, never fatal to the server
+            return None, f"{type(e).__name__}: {e}"
+        module.eval()
+        log.info("module %s loaded (%s)", name, meta["module_type"])
+        return Entry(name, module, meta["module_type"], path, stamp, int(time.time()), is_batched(module)), None
+
+    # ------------------------------------------------------- periodic rescan
+    def start_auto_rescan(self, interval: float) -> None:
+        if interval <= 0 or self._thread is not None:
+            return
+
+        def loop():
+            while not self._stop.wait(interval):
+                try:
+                    self.rescan()
+                except Exception:
+                    log.exception("module rescan failed")
+
+        self._thread = threading.Thread(target=loop, name="shoulders-rescan", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

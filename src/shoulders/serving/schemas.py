@@ -1,0 +1,83 @@
+"""Typed request bodies of the HTTP API (OpenAI's completions fields, plus two extensions).
+
+Unknown fields are rejected (422), so a typo is an error rather than a silently ignored
+setting. OpenAI fields this server cannot honour are accepted only at their neutral value
+and otherwise refused with a 400 that names them (`unsupported()`), never ignored.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Body):
+    include_usage: bool = Field(False, description="send a last chunk with `usage` (and no choices)")
+
+
+class CompletionRequest(_Body):
+    model: str = Field(description="the module's name (its directory under --modules)")
+    prompt: str | list[str] = Field(description="one prompt or a list of prompts (each gets `n` choices)")
+    max_tokens: int | None = Field(16, ge=1, description="tokens to generate at most per choice (null: 16)")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy (OpenAI's default is 1)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    n: int = Field(1, ge=1, le=128, description="choices per prompt")
+    stop: str | list[str] | None = Field(None, description="up to 4 strings that end a choice (not included)")
+    seed: int | None = Field(None, description="seeds sampling; choice j of a prompt uses seed + j")
+    stream: bool = Field(False, description="server-sent events in OpenAI's chunk format, ending with [DONE]")
+    stream_options: StreamOptions | None = None
+    # OpenAI fields accepted only at their neutral value (see `unsupported`)
+    logprobs: int | None = None
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+    user: str | None = Field(None, description="accepted and ignored (OpenAI's end-user id)")
+    # extensions (as in vLLM)
+    top_k: int = Field(0, ge=0, description="keep the k most likely tokens when sampling; 0 = off")
+    ignore_eos: bool = Field(False, description="keep generating after EOS (benchmarks: fixed lengths)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompts(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("prompt must not be an empty list")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > 4:
+            raise ValueError(f"at most 4 stop strings, got {len(stops)}")
+        return [s for s in stops if s] or None
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def unsupported(self) -> str | None:
+        """The first field set to something this server does not implement, with why."""
+        if self.logprobs:
+            return "logprobs is not supported (use null or 0)"
+        if self.echo:
+            return "echo is not supported"
+        if self.suffix:
+            return "suffix (insertion) is not supported"
+        if self.best_of not in (None, self.n):
+            return "best_of is not supported (leave it unset or equal to n)"
+        if self.presence_penalty or self.frequency_penalty:
+            return "presence_penalty and frequency_penalty are not supported (use 0)"
+        if self.logit_bias:
+            return "logit_bias is not supported"
+        return None
+
+
+class AnswerRequest(_Body):
+    model: str = Field(description="a reader module's name")
+    question: str = Field(min_length=1, description="the question to answer")
+    max_tokens: int | None = Field(None, ge=1, description="answer length limit (null: the module's default)")
