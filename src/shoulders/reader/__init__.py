@@ -1,0 +1,1 @@
+"""The frozen reader for open-domain QA: retrieve, re-rank, pack, read."""
