@@ -239,11 +239,12 @@ class FrozenLM:
         loss = token_lp = row_index = None
         n_tgt = [len(t) for t in targets]
         if sum(n_tgt):
-            row_index = torch.repeat_interleave(torch.arange(batch), torch.tensor(n_tgt))
+            counts = torch.tensor(n_tgt)
+            row_index = torch.repeat_interleave(torch.arange(batch), counts)
             # target token j of row i sits at start_i + prefix_i + len(input_i) + j and is
             # predicted from the position just before it.
             first = layout.starts + layout.prefix_lengths + torch.tensor([len(a) for a in input_ids])
-            offsets = torch.cat([torch.arange(n) for n in n_tgt])
+            offsets = torch.arange(len(row_index)) - (counts.cumsum(0) - counts)[row_index]  # j within its row
             positions = first[row_index] + offsets - 1
             if int(positions.min()) < 0:
                 raise ValueError("a target needs at least one prefix vector or input token before it")

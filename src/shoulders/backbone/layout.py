@@ -48,6 +48,24 @@ def split_prefix(prefix: Prefix, batch_size: int) -> list[Tensor | None]:
     return rows
 
 
+def _ids_tensor(token_ids: Sequence[Sequence[int]], n_tok: Tensor, width: int) -> tuple[Tensor, bool]:
+    """[B, width] right-padded ids, and whether every row is full (no padding at all)."""
+    batch = len(token_ids)
+    lists = all(isinstance(t, (list, tuple)) for t in token_ids)
+    if lists and int(n_tok.min()) == width:  # the common case: one tensor straight from the lists
+        return torch.tensor(token_ids, dtype=torch.long), True
+    ids = torch.zeros(batch, width, dtype=torch.long)
+    if not lists:  # tensors or other sequences: row by row, as given
+        for i, t in enumerate(token_ids):
+            if len(t):
+                ids[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+        return ids, int(n_tok.min()) == width
+    flat = torch.tensor([i for t in token_ids for i in t], dtype=torch.long)
+    if flat.numel():
+        ids[torch.arange(width).expand(batch, -1) < n_tok[:, None]] = flat
+    return ids, False
+
+
 def build_layout(
     embed,
     prefix: Prefix,
@@ -60,8 +78,10 @@ def build_layout(
     """Embed tokens once for the whole batch and place each row's prefix before them.
 
     `embed` maps a LongTensor of ids to embeddings (the backbone's input embedding).
-    The common case (no prefix, or one prefix shape shared by every row, right padding)
-    takes a fast path with no per-row copies.
+    The common case (no prefix, or one prefix shape shared by every row, and no padding
+    or right padding) is one concatenation; otherwise every row's prefix vectors and
+    tokens are scattered into a zero-padded batch with two indexed writes, no per-row
+    Python loop over tensors.
     """
     batch = len(token_ids)
     if batch == 0:
@@ -73,36 +93,34 @@ def build_layout(
     if int(lengths.min()) == 0:
         raise ValueError("a row has neither prefix vectors nor tokens")
     max_tok = int(n_tok.max())
-    ids = torch.zeros(batch, max(max_tok, 1), dtype=torch.long)
-    for i, t in enumerate(token_ids):
-        if len(t):
-            ids[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+    ids, full = _ids_tensor(token_ids, n_tok, max(max_tok, 1))
     tok_emb = embed(ids.to(device)).to(dtype)  # [B, T, D]
     total = int(lengths.max())
 
-    uniform = all(p is prefixes[0] for p in prefixes) or (
-        isinstance(prefix, Tensor) and prefix.dim() == 3
-    )
-    if pad_side == "right" and uniform:
+    stacked = isinstance(prefix, Tensor) and prefix.dim() == 3
+    uniform = stacked or all(p is prefixes[0] for p in prefixes)
+    if uniform and (pad_side == "right" or full):  # no padding on the left: the same layout
         if prefixes[0] is None:
             embeds = tok_emb[:, :total]
         else:
-            pre = prefix if isinstance(prefix, Tensor) and prefix.dim() == 3 else prefixes[0].expand(batch, -1, -1)
+            pre = prefix if stacked else prefixes[0].expand(batch, -1, -1)
             embeds = torch.cat([pre.to(device=device, dtype=dtype), tok_emb], dim=1)[:, :total]
         starts = torch.zeros(batch, dtype=torch.long)
     else:
-        rows = []
-        for i, p in enumerate(prefixes):
-            parts = [] if p is None else [p.to(device=device, dtype=dtype)]
-            parts.append(tok_emb[i, : int(n_tok[i])])
-            row = torch.cat(parts, dim=0)
-            pad = total - row.shape[0]
-            if pad:
-                filler = row.new_zeros(pad, row.shape[1])
-                row = torch.cat([row, filler] if pad_side == "right" else [filler, row], dim=0)
-            rows.append(row)
-        embeds = torch.stack(rows, dim=0)
         starts = torch.zeros(batch, dtype=torch.long) if pad_side == "right" else total - lengths
+        embeds = tok_emb.new_zeros(batch, total, tok_emb.shape[-1])
+        has = [i for i, p in enumerate(prefixes) if p is not None]
+        if has:
+            counts = n_pre[has]
+            rows = torch.repeat_interleave(torch.tensor(has), counts)
+            within = torch.arange(len(rows)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+            values = torch.cat([prefixes[i].to(device=device, dtype=dtype) for i in has])
+            embeds.index_put_((rows.to(device), (starts[rows] + within).to(device)), values)
+        if max_tok:
+            valid = torch.arange(max_tok).expand(batch, -1) < n_tok[:, None]  # [B, T]
+            rows, col = valid.nonzero(as_tuple=True)
+            cols = (starts + n_pre)[rows] + col
+            embeds.index_put_((rows.to(device), cols.to(device)), tok_emb[valid.to(device)])
 
     pos = torch.arange(total).unsqueeze(0)
     mask = (pos >= starts.unsqueeze(1)) & (pos < (starts + lengths).unsqueeze(1))

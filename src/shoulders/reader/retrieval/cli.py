@@ -3,7 +3,7 @@
     shoulders index build --corpus FILE --kind bm25|dense|hybrid --out DIR [--index-type hnsw ...]
     shoulders index query DIR "question" -k 20
     shoulders index query DIR --questions FILE.jsonl -k 100 --out HITS.jsonl
-    shoulders index eval-squad [--limit N] [--cache DIR] [--out REPORT.json]
+    shoulders index eval-squad [--limit N] [--cache DIR] [--out REPORT.json] [--rerank [--rerank-set K=V ...]]
 
 Each sub-command sets `func=run_index_command`, which returns a process exit code.
 """
@@ -77,6 +77,11 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     e.add_argument("--alpha", type=float, default=0.5, help="hybrid minmax dense weight")
     e.add_argument("--cache", help="directory to keep the built indexes between runs")
     e.add_argument("--out", help="write the full report as JSON")
+    e.add_argument("--rerank", action="store_true", help="also train the cross-encoder re-ranker on the training "
+                   "articles and report every retriever with it on the test articles (indexes, re-ranker and "
+                   "report kept in --cache, default runs/squad_rerank)")
+    e.add_argument("--rerank-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --rerank: a SquadRerankSettings field, e.g. test_questions=400 depth=20")
 
     for p in (b, q, e):
         p.set_defaults(func=run_index_command)
@@ -104,6 +109,17 @@ def run_index_command(args: argparse.Namespace) -> int:
         if not args.question:
             raise SystemExit('give a question, or --questions FILE.jsonl --out HITS.jsonl')
         _print_hits(args.index_dir, retriever.search([args.question], args.k)[0])
+        return 0
+    if args.index_command == "eval-squad" and args.rerank:
+        from shoulders.reader.retrieval.io import atomic_write_json
+        from shoulders.reader.squad_rerank import evaluate_reranker_on_squad, rerank_table, settings_from_pairs
+
+        given = {"alpha": args.alpha, **({"test_questions": args.limit} if args.limit else {})}
+        report = evaluate_reranker_on_squad(args.data, args.cache or "runs/squad_rerank",
+                                            settings_from_pairs(args.rerank_set, **given))
+        print(rerank_table(report))
+        if args.out:
+            atomic_write_json(args.out, report)
         return 0
     if args.index_command == "eval-squad":
         from shoulders.reader.retrieval.io import atomic_write_json

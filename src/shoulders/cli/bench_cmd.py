@@ -1,0 +1,103 @@
+"""shoulders bench train|generate|idpt|all, plus the benches other files provide.
+
+Our benches share one set of flags (device, dtype, threads, repeats, where to write).
+Benches living in other files plug in by name: `shoulders bench retrieval` runs
+`shoulders.bench.retrieval`, `shoulders bench serve` runs `shoulders.bench.serve`; each
+such module may define an arguments hook and must define a runner (names in PLUGINS).
+A plugin that cannot be imported still gets its sub-command, which then says why.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name: (module, argument hooks tried in order, runners tried in order, help)
+PLUGINS = {
+    "retrieval": ("shoulders.bench.retrieval", ["add_retrieval_bench_arguments", "add_arguments"],
+                  ["run_retrieval_bench_command", "run_from_args"], "BM25 and FAISS libraries side by side"),
+    "serve": ("shoulders.bench.serve", ["add_serve_bench_args", "add_serve_bench_arguments", "add_arguments"],
+              ["run_serve_bench_command", "run_from_args"], "the HTTP server under load"),
+}
+
+
+def _common(p: argparse.ArgumentParser, sizes: bool = True) -> None:
+    p.add_argument("--quick", action="store_true", help="small sizes and 2 rounds (a ~2 minute `all`)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
+    p.add_argument("--repeats", type=int, default=0, help="timed rounds after the warm-up (default 3, --quick 2)")
+    p.add_argument("--warmup", type=int, default=1, help="discarded rounds before timing")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time, or process CPU time (for a machine shared with other jobs: use with --threads 1)")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's peak TFLOP/s for an MFU column")
+    p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ are written")
+    p.add_argument("--no-write", action="store_true", help="print the tables only")
+    if sizes:
+        p.add_argument("--sizes", help="comma-separated backbones: names in shoulders.bench.backbones.SPECS "
+                       "(toy-small, toy-large, gpt2-mini, gpt2, gpt2-medium, gpt2-large, llama-mini, smollm-135m, "
+                       "smollm-360m) or model directories")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks, written to BENCHMARKS.md and benchmarks/*.json")
+    bsub = p.add_subparsers(dest="bench", metavar="BENCH")
+    bsub.required = True
+    t = bsub.add_parser("train", help="training step time, memory, FLOP/s: PEFT vs ours (PT, ID-PT) vs full FT")
+    _common(t)
+    t.add_argument("--methods", default="peft,pt,idpt,ft", help="any of peft, pt, idpt, ft")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--input-tokens", type=int, default=128)
+    t.add_argument("--target-tokens", type=int, default=8)
+    t.add_argument("--prompt", type=int, default=20, help="soft-prompt vectors")
+    t.add_argument("--ft-max-params", type=float, default=2e8, help="skip full fine-tuning above this size (0: never)")
+    t.add_argument("--matmul-n", type=int, default=0, help="side of the square matmul yardstick (default 4096 on "
+                   "CPU, 8192 on CUDA)")
+    g = bsub.add_parser("generate", help="tokens/s from a soft prefix: FrozenLM.generate vs transformers generate")
+    _common(g)
+    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--input-tokens", type=int, default=64)
+    g.add_argument("--prompt", type=int, default=20)
+    g.add_argument("--new-tokens", type=int, default=32)
+    i = bsub.add_parser("idpt", help="ID-PT prompt generation time over one backbone forward, by backbone size")
+    _common(i)
+    i.add_argument("--toy-backbone", action="append", default=[], metavar="PATH",
+                   help="a trained toy backbone directory (replaces the toy shapes; repeatable)")
+    a = bsub.add_parser("all", help="train, generate and idpt with their default sizes")
+    _common(a, sizes=False)
+    for name, (_, _, _, help_) in PLUGINS.items():
+        # Parsed when run, by the plugin's own flags: `shoulders` starts without importing it.
+        # (prefix_chars: every flag, --help included, passes through as a plain string)
+        pp = bsub.add_parser(name, help=help_, add_help=False, prefix_chars="\x00")
+        pp.add_argument("rest", nargs="*")
+        pp.set_defaults(func=_run_plugin, plugin=name)
+    for sp, name in ((t, "train"), (g, "generate"), (i, "idpt"), (a, "all")):
+        sp.set_defaults(func=run, bench=name)
+
+
+def _run_plugin(args) -> int:
+    from shoulders.cli.main import UserError
+
+    module, hooks, runners, help_ = PLUGINS[args.plugin]
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"the {args.plugin} bench is not available: {type(e).__name__}: {e}") from None
+    runner = next((getattr(mod, r) for r in runners if hasattr(mod, r)), None)
+    if runner is None:
+        raise UserError(f"{module} defines none of {', '.join(runners)}")
+    parser = argparse.ArgumentParser(prog=f"shoulders bench {args.plugin}", description=help_)
+    hook = next((getattr(mod, h) for h in hooks if hasattr(mod, h)), None)
+    if hook is not None:
+        hook(parser)
+    return int(runner(parser.parse_args(args.rest)) or 0)
+
+
+def run(args) -> int:
+    from shoulders.bench.runner import run_benches
+    from shoulders.cli.main import UserError
+
+    if args.clock == "cpu" and args.device.startswith("cuda"):
+        raise UserError("--clock cpu measures host CPU time: use it on CPU only (GPU runs are timed on the wall clock)")
+
+    names = ["train", "generate", "idpt"] if args.bench == "all" else [args.bench]
+    return run_benches(names, args)

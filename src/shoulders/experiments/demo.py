@@ -1,0 +1,202 @@
+"""`shoulders demo`: the embedded default end to end, offline, on a laptop-class CPU.
+
+Builds the world from `seed`, pre-trains (or reuses) toy-small and toy-large, checks
+that the frozen backbones know the world (few-shot closed-book EM against chance),
+then runs the paper's three experiments on them and writes, under `out`:
+
+- `report.md`: the tables in the paper's shapes, the paper's figures beside ours;
+- `results.json`: every number (schema in the README, "results.json");
+- PNG plots, and each experiment's own folder (runs, fragments, JSON).
+
+`seed` is the *world* seed; module seeds are `seed, seed+1, ...` (3 in the full demo,
+1 with `--quick`), so the same seed gives the same numbers and another seed builds a
+different world. Experiments are independent given the backbones, so with `jobs=2`
+they run in two worker processes (one thread each): same numbers, less wall time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoulders.utils.fs import atomic_write_json, atomic_write_text
+
+SECTIONS = ("multitask", "reader", "recursion")
+PAPER_FEWSHOT = ("The paper's backbones are J1-Large (7B) and J1-Grande (17B); ours are toy Llamas pre-trained "
+                 "here on the generated world, so their knowledge can be checked against the world itself.")
+
+
+@dataclass
+class DemoConfig:
+    seed: int = 0  # world seed; module seeds are seed, seed+1, ...
+    quick: bool = False  # the small world, short runs, one module seed (the CI-sized smoke run)
+    out: Path = Path("demo_out")
+    seeds: int | None = None  # module seeds per experiment (default: 3 full, 1 quick)
+    sections: tuple[str, ...] = SECTIONS
+    jobs: int = 2  # worker processes for the experiments (1 = in this process)
+    cache_dir: str | None = None  # backbone cache (default: $SHOULDERS_CACHE/toyworld or ~/.cache/shoulders)
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def module_seeds(self) -> list[int]:
+        n = self.seeds if self.seeds is not None else (1 if self.quick else 3)
+        return list(range(self.seed, self.seed + n))
+
+
+def _backbones(cfg: DemoConfig) -> dict:
+    from shoulders.toyworld import chance, ensure_backbones, fewshot_eval, load_world_data
+
+    paths = ensure_backbones(cfg.seed, quick=cfg.quick, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    cb = load_world_data(cfg.seed, quick=cfg.quick).closedbook
+    world = load_world_data(cfg.seed, quick=cfg.quick).world
+    out: dict = {}
+    for name, path in paths.items():
+        stats = json.loads((Path(path) / "pretrain.json").read_text())
+        res = fewshot_eval(path, cb.test, cb.train)
+        out[name] = {"path": str(path), "params": stats["params"], "pretrain_wall_s": stats["wall_time_s"],
+                     "final_loss": stats["final_loss"], "fewshot_closed_book_em": 100 * res.em,
+                     "fewshot_em_1hop": 100 * res.by_group.get("hops=1", float("nan")),
+                     "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan"))}
+    chance_by_hops = {h: 100 * chance(world, [q for q in cb.test if q.meta["hops"] == h]) for h in (1, 2)}
+    return {"backbones": out, "chance": {"em_1hop": chance_by_hops[1], "em_2hop": chance_by_hops[2]},
+            "n_closed_book_test": len(cb.test)}
+
+
+def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str,
+                progress: bool, threads: int | None = None) -> dict:
+    """One experiment; a top-level function so a worker process can run it."""
+    import torch
+
+    from shoulders.toyworld import load_world_data
+
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_world_data(seed, quick=quick)
+    start = time.perf_counter()
+    if name == "multitask":
+        from shoulders.experiments.multitask import run_multitask
+
+        section = run_multitask(data.tasks, small, seeds=seeds, quick=quick, out_dir=Path(out) / "multitask",
+                                progress=progress)
+    elif name == "reader":
+        from shoulders.experiments.reader import run_reader
+
+        section = run_reader(data.odqa, small, seeds=seeds, quick=quick, out_dir=Path(out) / "reader",
+                             progress=progress)
+    elif name == "recursion":
+        from shoulders.experiments.recursion import run_recursion
+
+        section = run_recursion(data.closedbook, data.corpus, small, large, seeds=seeds, quick=quick,
+                                out_dir=Path(out) / "recursion", progress=progress)
+    else:
+        raise ValueError(f"unknown demo section {name!r}: expected one of {SECTIONS}")
+    section["wall_s"] = time.perf_counter() - start
+    return json.loads(json.dumps(section, default=str))  # plain JSON types across the process boundary
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Everything `shoulders demo` does; returns what it writes to results.json."""
+    unknown = [s for s in cfg.sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"--only: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: dict = {"seed": cfg.seed, "quick": cfg.quick, "seeds_per_experiment": len(cfg.module_seeds),
+                     "module_seeds": cfg.module_seeds}
+    results.update(_backbones(cfg))
+    cfg.timings["backbones_s"] = time.perf_counter() - t0
+    small, large = results["backbones"]["toy-small"]["path"], results["backbones"]["toy-large"]["path"]
+    args = {s: (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress) for s in cfg.sections}
+    if cfg.jobs > 1 and len(cfg.sections) > 1:
+        # Heaviest first, so the two workers finish close together.
+        with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
+            futures = {s: pool.submit(run_section, *args[s], threads=1) for s in cfg.sections}
+            sections = {s: f.result() for s, f in futures.items()}
+    else:
+        sections = {s: run_section(*args[s]) for s in cfg.sections}
+    for s in SECTIONS:
+        if s in sections:
+            results[s] = sections[s]
+            cfg.timings[f"{s}_s"] = sections[s]["wall_s"]
+    cfg.timings["total_s"] = time.perf_counter() - t0
+    results["timing"] = dict(cfg.timings)
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "jobs": cfg.jobs}
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", report_markdown(results, out))
+    return results
+
+
+def _rel(path: str | None, out: Path) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _fragment(section: dict, out: Path) -> str:
+    """An experiment's markdown fragment with its figure linked relative to report.md."""
+    text = Path(section["markdown"]).read_text()
+    figure = Path(section["figure"])
+    return text.replace(f"]({figure.name})", f"]({_rel(str(figure), out)})")
+
+
+def report_markdown(results: dict, out: Path) -> str:
+    mode = "quick (smoke-test size)" if results["quick"] else "full"
+    t = results["timing"]
+    lines = ["# shoulders demo report", "",
+             f"World seed {results['seed']}, {mode} run, module seeds {results['module_seeds']}; "
+             f"{t['total_s'] / 60:.1f} minutes on {results['machine']['cpus']} CPUs "
+             f"(backbones {t['backbones_s'] / 60:.1f} min"
+             + "".join(f", {s} {t[f'{s}_s'] / 60:.1f} min" for s in SECTIONS if f"{s}_s" in t) + "). "
+             "Every number below is in `results.json` and is reproduced by `shoulders demo"
+             + (" --quick" if results["quick"] else "") + f" --seed {results['seed']}`.", "",
+             "## The frozen backbones know the world", "",
+             "Few-shot closed-book QA (5 solved `Q: ... A: ...` lines from the training split, greedy, no training) "
+             "on the closed-book test questions, exact match (%). Chance = always answering the most common "
+             "answer of the right type.", "",
+             "| backbone | parameters | pre-training min | 1-hop EM | 2-hop EM | all |", "|---|---|---|---|---|---|"]
+    for name, b in results["backbones"].items():
+        lines.append(f"| {name} | {b['params']:,} | {b['pretrain_wall_s'] / 60:.1f} | {b['fewshot_em_1hop']:.1f} | "
+                     f"{b['fewshot_em_2hop']:.1f} | {b['fewshot_closed_book_em']:.1f} |")
+    c = results["chance"]
+    lines += [f"| chance | – | – | {c['em_1hop']:.1f} | {c['em_2hop']:.1f} | – |", "", PAPER_FEWSHOT, ""]
+    if "multitask" in results:
+        m = results["multitask"]
+        lines += ["## Multi-task: shared prompt vs input-dependent prompt vs fine-tuning (paper Table 1, Figure 3)", "",
+                  f"Frozen toy-small on the toyworld prompted mixture ({len(m['setup']['tasks'])} tasks). "
+                  "Rows are task clusters; the average is over tasks. Model selection on dev, scores on test.", "",
+                  m["table_markdown"], "", f"![dev score during training]({_rel(m['figure'], out)})", "",
+                  "Paper: ID-PT on the frozen 7B J1-Large matched the fine-tuned 11B T0++ on average, better on "
+                  "sentiment and paraphrase, worse on structure-to-text and summarisation; about 0.3% extra "
+                  "parameters and 1% extra inference time.", ""]
+    if "reader" in results:
+        lines += ["## " + _fragment(results["reader"], out).lstrip("# "), ""]
+    if "recursion" in results:
+        r = results["recursion"]
+        lines += ["## " + _fragment(r, out).lstrip("# "), "",
+                  "Paper (closed-book NQ, 7B J1-Large): both recursions beat a single pass, neural beat textual "
+                  "(textual +1.8 EM), and two passes of 7B approached one pass of the 17B J1-Grande.", ""]
+    lines += ["## What the rows mean", "",
+              "- *Prompt tuning*: one learned soft prompt prepended to the frozen LM's input, shared by every task.",
+              "- *ID-PT*: the frozen MiniLM encoder reads the input; a learned cross-attention network turns its "
+              "output into a per-input soft prompt for the frozen LM.",
+              "- *Fine-tuned*: every weight of toy-small trained on the same mixture (the reference a frozen method "
+              "is compared with; it is not frozen).",
+              "- *Re-rank*: a MiniLM cross-encoder trained on the training questions re-orders each retriever's "
+              "candidates before greedy packing into the reader's window.",
+              "- *Textual recursion*: pass 1 samples candidate answers, pass 2 reads them and answers. *Neural "
+              "recursion*: a trained Connector maps pass 1's final hidden states into pass 2's input vectors. "
+              "*Gated*: pass 2 runs only when pass 1's confidence is below a threshold chosen on dev.", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["DemoConfig", "SECTIONS", "run_demo", "run_section", "report_markdown"]

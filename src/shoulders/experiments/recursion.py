@@ -1,0 +1,252 @@
+"""The recursion experiment: does a second pass through the same frozen small LM close
+the gap to a larger one on closed-book QA (1-hop and 2-hop questions)?
+
+Variants, all trained through the common Trainer on the same questions and measured on
+the test split (EM %, mean and std over seeds):
+
+- single_pass: prompt tuning on the small LM. Tuned on dev, never handicapped: the
+  learning rate from `lr_grid` (first seed) and the step count (best dev checkpoint
+  over `single_steps`, evaluated every `eval_every`);
+- single_pass_large: the same recipe, tuned the same way, on the large LM (the gap);
+- textual: stage 1 *is* the single-pass module; stage 2 trains prompt2 (started as a
+  copy of prompt1) on candidates sampled from pass 1 on the training questions;
+- neural / neural_no_lm_pretrain: prompt1 and prompt2 start from the single-pass
+  prompt; the Connector is (or is not) pre-trained on the corpus first; then end to end
+  with pass 1's own answer loss beside pass 2's (so pass 1 can still answer alone);
+- gated: that neural module, recursing only below a pass-1 confidence threshold that
+  is chosen on dev (the cheapest within `gate_tolerance` EM points of the best).
+
+FLOPs per question ~ 2 x N_params x tokens summed over passes (see
+`shoulders.recursion.evaluate`); forward passes: 1 per pass, textual pass 1's n samples
+sharing one prefill count as one. gap_closed = (neural - single) / (large - single).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from shoulders.backbone import FrozenLM
+from shoulders.data.examples import Task
+from shoulders.modules import load_module
+from shoulders.recursion import NeuralRecursion, NeuralRecursionConfig, TextualRecursion, TextualRecursionConfig
+from shoulders.recursion.evaluate import score_gated, score_neural, score_single, score_textual, summarize
+from shoulders.recursion.gated import choose_threshold, gate_sweep, plot_gate_sweep
+from shoulders.recursion.pretrain import pretrain_connector
+from shoulders.train import Trainer, load_config
+from shoulders.utils.fs import atomic_write_json, atomic_write_text
+
+VARIANTS = ("single_pass", "textual", "neural", "neural_no_lm_pretrain", "gated", "single_pass_large")
+
+
+@dataclass
+class RecursionSettings:
+    """Every knob of the experiment; `full()` and `quick()` are the demo's two sizes."""
+
+    template: str = "Q: {input} A:"  # how a question is shown to the LM
+    prompt_tokens: int = 8  # prompt1 (= the single-pass prompt) and prompt2 length
+    single_steps: int = 400  # single-pass steps (best checkpoint on dev kept, so the step count is tuned too)
+    steps: int = 200  # task-training steps of each recursion variant, after its stage 1 (= the single pass)
+    batch_size: int = 16
+    lr_grid: tuple[float, ...] = (0.3, 1.0)  # single-pass learning rates tried on dev (first seed), per backbone
+    pass2_lr: float = 0.1  # textual stage 2 (prompt2, started as a copy of prompt1)
+    neural_lr: float = 0.01  # neural recursion (prompts and Connector)
+    neural: dict = field(default_factory=lambda: {  # NeuralRecursionConfig fields
+        "connector": {"kind": "mlp", "layers": 1}, "connect": "tokens", "repeat_question": True,
+        "pass1_loss_weight": 1.0, "pass2_copies_pass1": True})
+    pretrain_steps: int = 100  # Connector LM pre-training on the corpus
+    pretrain_batch: int = 16
+    pretrain_lr: float = 1e-3
+    candidates: int = 5  # textual recursion's n
+    temperature: float = 1.0
+    top_p: float = 0.95
+    eval_every: int = 100  # dev evaluations during training (the best on dev is kept)
+    max_new_tokens: int = 12
+    max_test: int | None = None  # evaluate on at most this many test questions
+    gate_tolerance: float = 1.0  # gated: cheapest threshold within this many dev EM points of the best
+
+    @classmethod
+    def full(cls) -> "RecursionSettings":
+        return cls()
+
+    @classmethod
+    def quick(cls) -> "RecursionSettings":
+        return cls(single_steps=160, steps=80, lr_grid=(0.3,), pretrain_steps=40, eval_every=80)
+
+
+# -------------------------------------------------------------------- training
+class _Clock:
+    """Wall and CPU seconds spent per variant."""
+
+    def __init__(self):
+        self.spent: dict[str, dict[str, float]] = {}
+
+    def __call__(self, name: str):
+        clock = self
+
+        class _Span:
+            def __enter__(self):
+                self.t = (time.perf_counter(), time.process_time())
+
+            def __exit__(self, *exc):
+                d = clock.spent.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+                d["wall_s"] += time.perf_counter() - self.t[0]
+                d["cpu_s"] += time.process_time() - self.t[1]
+
+        return _Span()
+
+
+def _train(lm: FrozenLM, method: str, module_cfg: dict, lr: float, seed: int, run_dir: Path, task: Task,
+           settings: RecursionSettings, module=None, progress: bool = False, steps: int | None = None):
+    cfg = load_config(data={
+        "method": method, "backbone": {"name_or_path": lm.name_or_path, "device": "cpu"}, "module": module_cfg,
+        "optim": {"lr": lr, "warmup_steps": 10},
+        "train": {"steps": steps or settings.steps, "batch_size": settings.batch_size, "seed": seed,
+                  "eval_every": settings.eval_every, "eval_max_examples": None, "eval_batch_size": 64,
+                  "max_new_tokens": settings.max_new_tokens, "log_every": 10},
+        "output_dir": str(run_dir), "resume": False})
+    result = Trainer(cfg, backbone=lm, tasks=[task], module=module, progress=progress).fit()
+    return result, load_module(result.best_dir or result.final_dir, lm)
+
+
+def _single_pass(lm, task, settings, seed, run_dir, lr: float | None, progress):
+    """Prompt tuning; with lr=None, try `lr_grid` and keep the best on dev. Returns (module, dir, lr)."""
+    module_cfg = {"num_virtual_tokens": settings.prompt_tokens, "seed": seed, "text": {"template": settings.template}}
+    best = None
+    for cand in ([lr] if lr is not None else settings.lr_grid):
+        result, module = _train(lm, "prompt_tuning", module_cfg, cand, seed, run_dir / f"lr{cand:g}", task, settings,
+                                progress=progress, steps=settings.single_steps)
+        if best is None or (result.best_score or 0.0) > best[0]:
+            best = (result.best_score or 0.0, module, result.best_dir or result.final_dir, cand)
+    return best[1], best[2], best[3]
+
+
+def _mean_std(rows: list[dict]) -> dict:
+    out = {}
+    for key in ("em", "em_1hop", "em_2hop", "forward_passes", "flops_per_question"):
+        xs = [r[key] for r in rows if not math.isnan(r[key])]
+        out[key] = statistics.fmean(xs) if xs else float("nan")
+        if key.startswith("em"):
+            out[f"{key}_std"] = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return out
+
+
+def _textual(small, task, test, settings, seed, single_dir, run, progress) -> dict:
+    """Stage 2 of textual recursion on top of the single-pass module (its stage 1)."""
+    cfg = {"stage": "pass2", "init_from": str(single_dir), "pass2_copies_pass1": True,
+           "text": {"template": settings.template}, "pass1": {"num_virtual_tokens": settings.prompt_tokens},
+           "pass2": {"num_virtual_tokens": settings.prompt_tokens},
+           "sampling": {"n": settings.candidates, "temperature": settings.temperature, "top_p": settings.top_p,
+                        "seed": seed, "max_new_tokens": settings.max_new_tokens}}
+    module = TextualRecursion.build(TextualRecursionConfig(**cfg), small)
+    module.prepare_candidates(small, task.train)  # pass 2's training data: pass 1 sampled on the training questions
+    _, module = _train(small, "textual_recursion", cfg, settings.pass2_lr, seed, run, task, settings, module, progress)
+    return summarize(score_textual(module, small, test, settings.max_new_tokens), 2.0)
+
+
+def _neural(small, task, settings, seed, single_dir, run, corpus_texts, pretrain: bool, progress, notes):
+    cfg = {**settings.neural, "init_from": str(single_dir), "text": {"template": settings.template},
+           "pass1": {"num_virtual_tokens": settings.prompt_tokens},
+           "pass2": {"num_virtual_tokens": settings.prompt_tokens, "seed": seed + 1}}
+    module = NeuralRecursion.build(NeuralRecursionConfig(**cfg), small)
+    if pretrain and settings.pretrain_steps:
+        torch.manual_seed(seed)
+        stats = pretrain_connector(module, small, corpus_texts, steps=settings.pretrain_steps, seed=seed,
+                                   batch_size=settings.pretrain_batch, lr=settings.pretrain_lr, progress=progress)
+        losses = stats["losses"]
+        notes.setdefault("connector_pretrain_loss_first_last10", []).append(
+            [round(statistics.fmean(losses[:10]), 3), round(statistics.fmean(losses[-10:]), 3)])
+    _, module = _train(small, "neural_recursion", cfg, settings.neural_lr, seed, run, task, settings, module, progress)
+    return module
+
+
+def _gap(result: dict, variant: str) -> float | None:
+    gap = result["single_pass_large"]["em"] - result["single_pass"]["em"]
+    return (result[variant]["em"] - result["single_pass"]["em"]) / gap if abs(gap) > 1e-9 else None
+
+
+def run_recursion(closedbook: Task, corpus_texts: list[str], small_path: str, large_path: str, *, seeds: list[int],
+                  quick: bool, out_dir: Path, progress: bool = True, settings: RecursionSettings | None = None) -> dict:
+    """Train and measure every variant on each seed; write the gated sweep PNG
+    (recursion_gated.png), a markdown fragment (recursion.md) and recursion.json into
+    out_dir; return the `recursion` section of results.json."""
+    torch.set_num_threads(1)
+    settings = settings or (RecursionSettings.quick() if quick else RecursionSettings.full())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    small = FrozenLM.from_pretrained(small_path, dtype="float32", device="cpu")
+    large = FrozenLM.from_pretrained(large_path, dtype="float32", device="cpu")
+    test = closedbook.test[: settings.max_test] if settings.max_test else closedbook.test
+    mnt = settings.max_new_tokens
+    rows: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    clock, lrs, curves, notes = _Clock(), {}, {}, {}
+    for seed in seeds:
+        run = out_dir / "runs" / f"seed{seed}"
+        with clock("single_pass"):
+            single, single_dir, lrs["small"] = _single_pass(small, closedbook, settings, seed, run / "single",
+                                                            lrs.get("small"), progress)
+            rows["single_pass"].append(summarize(score_single(single, small, test, mnt)[0], 1.0))
+        with clock("single_pass_large"):
+            big, _, lrs["large"] = _single_pass(large, closedbook, settings, seed, run / "large", lrs.get("large"),
+                                                progress)
+            rows["single_pass_large"].append(summarize(score_single(big, large, test, mnt)[0], 1.0))
+        with clock("textual"):
+            rows["textual"].append(_textual(small, closedbook, test, settings, seed, single_dir, run / "textual",
+                                            progress))
+        with clock("neural_no_lm_pretrain"):
+            module = _neural(small, closedbook, settings, seed, single_dir, run / "neural_no_lm_pretrain",
+                             corpus_texts, False, progress, notes)
+            rows["neural_no_lm_pretrain"].append(summarize(score_neural(module, small, test, mnt)[0], 2.0))
+        with clock("neural"):
+            module = _neural(small, closedbook, settings, seed, single_dir, run / "neural", corpus_texts, True,
+                             progress, notes)
+            scored, first = score_neural(module, small, test, mnt)
+            rows["neural"].append(summarize(scored, 2.0))
+        with clock("gated"):  # the threshold is chosen on dev, then applied to test
+            dev, dev_first = score_neural(module, small, closedbook.dev, mnt)
+            dev_sweep = gate_sweep(dev_first.confidence, dev_first.correct, dev.correct)
+            threshold = choose_threshold(dev_sweep, settings.gate_tolerance)["threshold"]
+            curves[f"seed {seed}"] = gate_sweep(first.confidence, first.correct, scored.correct)
+            gated, passes = score_gated(scored, first, threshold)
+            rows["gated"].append({**summarize(gated, passes), "threshold": threshold})
+    result = {v: _mean_std(rows[v]) for v in VARIANTS}
+    result["gated"]["thresholds"] = [r["threshold"] for r in rows["gated"]]
+    result["gap_closed"] = _gap(result, "neural")
+    result.update(gap_closed_textual=_gap(result, "textual"), seeds=list(seeds), per_seed=rows, time=clock.spent,
+                  settings={**asdict(settings), "single_pass_lr": lrs}, notes=notes)
+    figure = out_dir / "recursion_gated.png"
+    plot_gate_sweep(curves, figure, references={
+        "single pass (small)": (1.0, result["single_pass"]["em"]), "neural recursion": (2.0, result["neural"]["em"]),
+        "textual recursion": (2.0, result["textual"]["em"]),
+        "single pass (large)": (1.0, result["single_pass_large"]["em"])},
+        chosen={"forward_passes": result["gated"]["forward_passes"], "em": result["gated"]["em"]},
+        title="Gated neural recursion, test split: threshold swept per seed; markers = means over seeds")
+    result["figure"], result["markdown"] = str(figure), str(out_dir / "recursion.md")
+    atomic_write_text(out_dir / "recursion.md", markdown(result, figure.name))
+    atomic_write_json(out_dir / "recursion.json", result)
+    return result
+
+
+def markdown(result: dict, figure: str) -> str:
+    names = {"single_pass": "single pass, small", "textual": "textual recursion, small x2",
+             "neural": "neural recursion, small x2", "neural_no_lm_pretrain": "neural, no Connector LM pre-training",
+             "gated": "gated neural recursion", "single_pass_large": "single pass, large"}
+    lines = ["### Recursion: the same frozen LM applied twice", "",
+             f"Closed-book QA, test EM (%), mean ± std over seeds {result['seeds']}.", "",
+             "| variant | EM | 1-hop | 2-hop | forward passes | MFLOPs / question |", "|---|---|---|---|---|---|"]
+    for key, label in names.items():
+        r = result[key]
+        lines.append(f"| {label} | {r['em']:.1f} ± {r['em_std']:.1f} | {r['em_1hop']:.1f} | {r['em_2hop']:.1f} | "
+                     f"{r['forward_passes']:.2f} | {r['flops_per_question'] / 1e6:.1f} |")
+    gap = result["gap_closed"]
+    lines += ["", "Two passes of the small LM close "
+              + (f"**{100 * gap:.0f}%** of the gap to the large LM (neural recursion)" if gap is not None
+                 else "an undefined share of the gap (the large LM does not beat the small one)")
+              + "; gap closed = (neural − single) / (large − single). "
+              "FLOPs ≈ 2 × parameters × tokens per pass.",
+              "", f"![gated recursion]({figure})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Input-dependent prompt tuning (ID-PT; Levine et al. 2022, section 1).
+
+Plain prompt tuning gives every input of a task the same soft prompt. ID-PT generates
+a prompt p(x) *for each input*: a frozen pretrained encoder reads the (rendered) input
+with its own tokenizer, a learned soft prompt prompt-tunes that encoder, and a learned
+cross-attention network turns its variable-length output into L vectors in the LM's
+input-embedding space. One generator then serves a whole multi-task mixture: p(x) can
+carry the task's identity and what the encoder understood of the input.
+
+    text --encoder tokenizer--> ids --[encoder prompt ; embed(ids)]--> frozen encoder
+         --> [B, P_e+T, E] --cross-attention (L queries)--> p(x) [B, L, D]
+    prefix = [fixed prompt (F, optional) ; p(x)]                           [B, F+L, D]
+
+Learned (and saved): the encoder prompt, the cross-attention network, the fixed prompt.
+Frozen (rebuilt at load from its recorded name, checked by embedding fingerprint): the
+encoder. The LM is the shared frozen backbone, as for every module.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from shoulders.modules.base import ModuleConfig, SoftPromptModule
+from shoulders.modules.io import ModuleFormatError
+from shoulders.prompts.cross_attention import PromptGenerator
+from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder, check_encoder
+
+
+class EncoderMismatchError(ModuleFormatError):
+    """The encoder found at load time is not the one the module was trained with."""
+
+
+class IDPTConfig(ModuleConfig):
+    prompt_length: int = Field(8, ge=1, description="L: input-dependent prompt vectors generated per input")
+    encoder: str = Field(DEFAULT_ENCODER, description="frozen encoder: a BERT-family or T5 checkpoint (directory or "
+                         "hub id); the default is the bundled all-MiniLM-L6-v2, found offline")
+    encoder_prompt_length: int = Field(4, ge=0, description="learned soft-prompt vectors prepended to the encoder's "
+                                       "input (prompt tuning of the frozen encoder); 0 = none, and then no backward "
+                                       "pass runs through the encoder")
+    max_encoder_tokens: int = Field(64, gt=0, description="encoder tokens per input (its own special tokens "
+                                    "included); longer inputs keep their start")
+    pooling: Literal["none", "mean"] = Field("none", description="none: queries attend over every encoder output "
+                                             "(the paper); mean: over one masked-mean vector (a cheap ablation)")
+    layers: int = Field(2, ge=1, description="cross-attention blocks")
+    heads: int = Field(4, ge=1, description="attention heads per block")
+    hidden_size: int = Field(128, ge=8, description="width of the cross-attention network")
+    mlp_ratio: int = Field(4, ge=1, description="MLP width as a multiple of hidden_size")
+    self_attention: bool = Field(True, description="a self-attention layer among the prompt vectors in each block")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the cross-attention network")
+    fixed_prompt_length: int = Field(0, ge=0, description="F: an input-independent learned prompt placed before p(x)")
+    seed: int = Field(0, description="seed of the initialisation")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by heads {self.heads}")
+        return self
+
+
+class InputDependentPrompt(SoftPromptModule):
+    module_type = "idpt"
+    config_class = IDPTConfig
+
+    def __init__(self, config: IDPTConfig, encoder: FrozenEncoder, lm_hidden: int, out_std: float = 1.0):
+        super().__init__(config)
+        self.encoder = encoder
+        e = encoder.hidden_size
+        self.encoder_prompt = nn.Parameter(torch.zeros(config.encoder_prompt_length, e)) \
+            if config.encoder_prompt_length else None
+        self.generator = PromptGenerator(
+            e, lm_hidden, config.prompt_length, hidden=config.hidden_size, layers=config.layers, heads=config.heads,
+            mlp_ratio=config.mlp_ratio, dropout=config.dropout, self_attention=config.self_attention, out_std=out_std)
+        self.fixed_prompt = nn.Parameter(torch.zeros(config.fixed_prompt_length, lm_hidden)) \
+            if config.fixed_prompt_length else None
+        self._encoder_info: dict | None = None
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def build(cls, config: IDPTConfig, backbone, *, encoder: FrozenEncoder | None = None) -> "InputDependentPrompt":
+        """A fresh module for `backbone`. `encoder` reuses an already loaded copy of
+        `config.encoder` (several modules, seeds or tests then share one frozen encoder)."""
+        from shoulders.prompts.prompt_tuning import PromptTuningConfig, initial_prompt
+
+        encoder = encoder if encoder is not None else FrozenEncoder.from_pretrained(config.encoder)
+        out_std = backbone.input_embeddings.weight.detach().float().std().item()
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            module = cls(config, encoder, backbone.hidden_size, out_std)
+            if module.encoder_prompt is not None:
+                # Embeddings of sampled encoder tokens (Lester et al.'s vocab init), skipping the
+                # first tenth of the vocabulary, where BERT-style vocabularies keep unused slots.
+                v = encoder.embeddings.weight.shape[0]
+                ids = torch.randint(v // 10, v, (config.encoder_prompt_length,))
+                module.encoder_prompt.data.copy_(encoder.embeddings.weight.detach()[ids].float())
+        if module.fixed_prompt is not None:
+            fixed = PromptTuningConfig(num_virtual_tokens=config.fixed_prompt_length, init="vocab", seed=config.seed)
+            module.fixed_prompt.data.copy_(initial_prompt(fixed, backbone))
+        return module.to(backbone.device)
+
+    @classmethod
+    def from_saved(cls, config: IDPTConfig, meta: dict, backbone) -> "InputDependentPrompt":
+        """Rebuild the encoder from its recorded name and refuse a different one."""
+        recorded = (meta.get("frozen_components") or {}).get("encoder")
+        try:
+            module = cls.build(config, backbone)
+        except FileNotFoundError as e:
+            where = (recorded or {}).get("resolved_path", config.encoder)
+            raise ModuleFormatError(f"{e} (the module was trained with the encoder at {where!r})") from None
+        diffs = check_encoder(recorded, module.frozen_components()["encoder"])
+        if diffs:
+            raise EncoderMismatchError(
+                f"ID-PT module was trained with encoder {recorded.get('resolved_path', config.encoder)!r}, but "
+                f"{module.encoder.name_or_path!r} loaded now is a different model: " + "; ".join(diffs))
+        return module
+
+    def frozen_components(self) -> dict:
+        if self._encoder_info is None:
+            self._encoder_info = self.encoder.info()
+        return {"encoder": self._encoder_info}
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, examples) -> tuple[Tensor, Tensor]:
+        """The frozen encoder's view of each rendered input: ([B, T', E], mask [B, T'])."""
+        texts = [self.config.text.render(ex if isinstance(ex, str) else ex.input) for ex in examples]
+        ids = self.encoder.tokenize(texts, self.config.max_encoder_tokens)
+        if self.encoder_prompt is None:
+            with torch.no_grad():  # nothing learned sits before the encoder: no backward through it
+                hidden, mask = self.encoder(ids)
+        else:
+            hidden, mask = self.encoder(ids, self.encoder_prompt)
+        if self.config.pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            hidden = (hidden * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+            mask = mask[:, :1]
+        return hidden, mask
+
+    def prefix(self, backbone, examples) -> Tensor:
+        """[B, F+L, D]: the fixed prompt (if any) followed by the generated p(x)."""
+        hidden, mask = self.encode(examples)
+        prompt = self.generator(hidden, mask)
+        if self.fixed_prompt is not None:
+            prompt = torch.cat([self.fixed_prompt.unsqueeze(0).expand(prompt.shape[0], -1, -1), prompt], dim=1)
+        return prompt

@@ -1,0 +1,178 @@
+"""The re-ranker's training data and loop: hard negatives mined from the retrievers.
+
+A hard negative is a passage the retriever ranks high that does not answer: exactly the
+mistakes the re-ranker must learn to undo. Mining BM25 and dense and interleaving their
+lists gives both kinds of mistake (shared words; similar meaning about someone else).
+
+`train_reranker` is the plain loop for callers without a frozen LM (SQuAD, the
+experiment): the same listwise loss the common `Trainer` runs for `method: reranker`.
+`python -m shoulders.reader.reranker_data --out DIR` writes the toyworld ODQA files the
+YAML presets read: re-ranker examples (input, target, choices), the passage corpus and
+the reader's question/answer files (configs/reranker_*.yaml, configs/reader_*.yaml).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from shoulders.data.examples import Example
+from shoulders.reader.corpus import Passage
+from shoulders.reader.retrieval.base import Hit, passage_text
+
+
+def _positive_ids(q: Any) -> set[str]:
+    ids = getattr(q, "positive_ids", None)
+    if ids is None:
+        gold = getattr(q, "gold_id", None)
+        ids = [gold] if gold is not None else []
+    return set(ids)
+
+
+def mine_negatives(retriever, questions: Sequence[Any], passages: Mapping[str, Passage], k: int, *,
+                   depth: int | None = None, hits: Sequence[Sequence[Hit]] | None = None) -> list[list[str]]:
+    """Hard negatives: the retriever's top passages that are *not* answers, per question.
+
+    `questions` are objects with `question`, `answers` and `positive_ids` (toyworld) or
+    `gold_id` (SQuAD). A candidate is excluded if it is a positive by id, or if it contains
+    an answer string (it would teach the re-ranker to reject a passage that answers).
+    `hits` reuses a search already done; otherwise the retriever is searched to `depth`.
+    """
+    from shoulders.reader.metrics import has_answer
+
+    if hits is None:
+        depth = depth or 3 * k + 10
+        hits = retriever.search([q.question for q in questions], depth)
+    out = []
+    for q, row in zip(questions, hits):
+        pos = _positive_ids(q)
+        negs = [h.passage_id for h in row if h.passage_id not in pos
+                and not has_answer(passages[h.passage_id].text, q.answers)]
+        out.append(negs[:k])
+    return out
+
+
+def merge_negatives(*lists: Sequence[Sequence[str]], k: int) -> list[list[str]]:
+    """Interleave several retrievers' negatives per question (BM25's and dense's mistakes
+    differ), dropping repeats, up to k."""
+    out = []
+    for rows in zip(*lists):
+        merged: list[str] = []
+        for i in range(max(map(len, rows), default=0)):
+            merged += [r[i] for r in rows if i < len(r) and r[i] not in merged]
+        out.append(merged[:k])
+    return out
+
+
+def reranker_examples(questions: Sequence[Any], passages: Mapping[str, Passage], negatives: Sequence[Sequence[str]],
+                      *, with_title: bool = True, seed: int = 0, task: str = "rerank") -> list[Example]:
+    """One training example per question that has a positive in `passages`: a positive
+    (picked with `seed` when there are several) and its negatives, as texts in `choices`."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for q, negs in zip(questions, negatives):
+        pos = sorted(p for p in _positive_ids(q) if p in passages)
+        if not pos or not negs:
+            continue
+        positive = passage_text(passages[rng.choice(pos)], with_title)
+        neg_texts = [passage_text(passages[n], with_title) for n in negs]
+        out.append(Example(input=q.question, target=positive, task=task, id=getattr(q, "id", None),
+                           choices=[positive, *neg_texts]))
+    return out
+
+
+def train_reranker(examples: Sequence[Example], config=None, *, steps: int | None = None, epochs: float = 1.0,
+                   batch_size: int = 8, lr: float = 3e-4, warmup: int = 10, max_grad_norm: float = 1.0,
+                   seed: int = 0, progress: bool = False, module=None):
+    """Train a re-ranker (a fresh one from `config`, or `module`) on `examples`.
+
+    AdamW, linear warm-up then linear decay to 0, gradient clipping, shuffled epochs; a run
+    is fixed by `seed` (it does not disturb torch's global RNG). Returns (module, losses).
+    """
+    from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig
+
+    if not examples:
+        raise ValueError("train_reranker: no training examples")
+    if module is None:
+        cfg = config if isinstance(config, RerankerConfig) else RerankerConfig.model_validate(config or {})
+        module = CrossEncoderReranker.build(cfg)
+    total = steps or max(1, math.ceil(len(examples) * epochs / batch_size))
+    params = list(module.trainable_parameters())
+    opt = torch.optim.AdamW(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, 1.0 - s / total))
+    rng = random.Random(seed)
+    order: list[int] = []
+    losses = []
+    module.train()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for _ in tqdm(range(total), desc="train re-ranker", disable=not progress, leave=False):
+            while len(order) < batch_size:
+                order += rng.sample(range(len(examples)), len(examples))
+            batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
+            loss = module.loss(None, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+    module.eval()
+    return module, losses
+
+
+def export_toyworld(out_dir: str | Path, *, seed: int = 0, quick: bool = False, negatives: int = 8,
+                    dense: bool = False) -> dict[str, int]:
+    """Write toyworld ODQA as files: `corpus.jsonl` (id, title, text), `train.jsonl`/`dev.jsonl`
+    (re-ranker: question, positive, mined negatives) and `qa_train.jsonl`/`qa_dev.jsonl`
+    (reader: question -> answers)."""
+    import json
+
+    from shoulders.data.loaders import write_examples
+    from shoulders.reader.corpus import write_passages
+    from shoulders.reader.retrieval import make_retriever
+    from shoulders.toyworld import load_world_data
+    from shoulders.utils.fs import atomic_write_text
+
+    out = Path(out_dir)
+    odqa = load_world_data(seed, quick).odqa
+    passages = {p.id: Passage(p.id, p.title, p.text) for p in odqa.passages}
+    counts = {"corpus": write_passages(passages.values(), out / "corpus.jsonl")}
+    retrievers = [make_retriever("bm25")] + ([make_retriever("dense")] if dense else [])
+    for r in retrievers:
+        r.build(list(passages.values()), show_progress=False)
+    for split in ("train", "dev"):
+        qs = odqa.split(split)
+        negs = merge_negatives(*[mine_negatives(r, qs, passages, negatives) for r in retrievers], k=negatives)
+        examples = reranker_examples(qs, passages, negs, seed=seed)
+        write_examples(out / f"{split}.jsonl", examples)
+        rows = [json.dumps({"id": q.id, "input": q.question, "target": q.answers}) + "\n" for q in qs]
+        atomic_write_text(out / f"qa_{split}.jsonl", "".join(rows))
+        counts[split], counts[f"qa_{split}"] = len(examples), len(rows)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="write toyworld ODQA files: corpus, re-ranker and reader data")
+    p.add_argument("--out", required=True, help="directory for corpus.jsonl, train/dev.jsonl, qa_train/qa_dev.jsonl")
+    p.add_argument("--seed", type=int, default=0, help="toyworld seed")
+    p.add_argument("--quick", action="store_true", help="the quick (smaller) world")
+    p.add_argument("--negatives", type=int, default=8, help="mined negatives per question")
+    p.add_argument("--dense", action="store_true", help="also mine dense (MiniLM) negatives (slower)")
+    args = p.parse_args(argv)
+    counts = export_toyworld(args.out, seed=args.seed, quick=args.quick, negatives=args.negatives, dense=args.dense)
+    print(f"wrote {counts} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Textual recursion: pass 1 samples candidate answers, pass 2 reads them and answers.
+
+Both passes run the same frozen LM, each behind its own learned prompt. Pass 2 reads
+`pass2_template` with `{candidates}` (pass 1's samples merged with counts, see
+`shoulders.recursion.candidates`) and `{question}` (the question through
+`text.template`), e.g. `Candidates: Paris (3); Lyon (1). Q: Where was Ada born? A:`.
+
+Training is two runs of the common Trainer, chosen by `stage`:
+
+- `stage: pass1` trains prompt1 alone on (question -> answer): plain prompt tuning;
+  inference stops after pass 1, so dev scores during this stage measure pass 1.
+- `stage: pass2` (with `init_from:` the stage-1 module, or any prompt_tuning module)
+  freezes prompt1 and trains prompt2. Its training data is made by running pass 1 on
+  the training questions: each batch's candidates are sampled once (seeded by
+  `sampling.seed` and a hash of the questions) and cached for the rest of the run;
+  `prepare_candidates` fills the cache for a whole training set up front instead.
+  At inference candidates are sampled fresh, seeded by `sampling.seed`.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+from torch import Tensor
+
+from shoulders.backbone.generation import Generation, GenerationConfig
+from shoulders.data.examples import Example
+from shoulders.recursion.candidates import Candidates, SamplingConfig, sample_candidates
+from shoulders.recursion.common import TwoPassConfig, TwoPassModule
+
+
+class TextualRecursionConfig(TwoPassConfig):
+    stage: Literal["pass1", "pass2"] = Field(
+        "pass1", description="pass1: train prompt1 (inference = pass 1 only); pass2: freeze prompt1, train prompt2 "
+        "on pass 1's candidates (inference = both passes)")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="how pass 1 samples candidates")
+    pass2_template: str = Field("Candidates: {candidates}. {question}",
+                                description="pass 2's input; {candidates} and {question} are replaced")
+
+
+class TextualRecursion(TwoPassModule):
+    module_type = "textual_recursion"
+    config_class = TextualRecursionConfig
+    config: TextualRecursionConfig
+
+    def __init__(self, config: TextualRecursionConfig, hidden_size: int):
+        super().__init__(config, hidden_size)
+        self._train_candidates: dict[str, Candidates] = {}  # pass-2 training data, by question
+
+    def set_trainable(self) -> None:
+        self.prompt1.requires_grad_(self.config.stage == "pass1")
+        self.prompt2.requires_grad_(self.config.stage == "pass2")
+
+    def recursing(self) -> bool:
+        return self.config.stage == "pass2"
+
+    # ------------------------------------------------------------ candidates
+    def candidates(self, backbone, examples: Sequence[Example], seed: int | None = None) -> list[Candidates]:
+        """Pass 1's merged samples per example (inference: seeded by `sampling.seed`)."""
+        return sample_candidates(backbone, self.prompt1, self.encode_inputs(backbone, examples),
+                                 self.config.sampling, seed)
+
+    def training_candidates(self, backbone, examples: Sequence[Example]) -> list[Candidates]:
+        """Cached candidates of training questions; the missing ones are sampled now, once."""
+        missing = list({ex.input: ex for ex in examples if ex.input not in self._train_candidates}.values())
+        if missing:
+            key = "\n".join(ex.input for ex in missing).encode()
+            seed = (self.config.sampling.seed * 1_000_003 + zlib.crc32(key)) % (2**62)
+            for ex, c in zip(missing, self.candidates(backbone, missing, seed)):
+                self._train_candidates[ex.input] = c
+        return [self._train_candidates[ex.input] for ex in examples]
+
+    def prepare_candidates(self, backbone, examples: Sequence[Example], batch_size: int = 64) -> None:
+        """Build pass 2's training data for a whole training set (batches in the given order)."""
+        for i in range(0, len(examples), batch_size):
+            self.training_candidates(backbone, examples[i:i + batch_size])
+
+    def pass2_text(self, example: Example, candidates: Candidates) -> str:
+        question = self.config.text.render(example.input)
+        shown = candidates.text(self.config.sampling.max_shown)
+        return self.config.pass2_template.replace("{candidates}", shown).replace("{question}", question)
+
+    # ---------------------------------------------------------------- passes
+    def pass2_inputs(self, backbone, examples, states=None):
+        cands = states if states is not None and all(s is not None for s in states) else None
+        cands = cands or self.candidates(backbone, examples)
+        return self.prompt2, self._encode(backbone, [self.pass2_text(ex, c) for ex, c in zip(examples, cands)])
+
+    def pass1(self, backbone, examples: Sequence[Example], config: GenerationConfig):
+        if self.config.gate.confidence == "mean_logprob":
+            return super().pass1(backbone, examples, config)
+        cands = self.candidates(backbone, examples)
+        return [Generation(c.top, [], [], "eos") for c in cands], [c.agreement for c in cands], cands
+
+    def loss(self, backbone, examples: Sequence[Example]) -> Tensor:
+        targets = self.encode_targets(backbone, [ex.target for ex in examples])
+        if self.config.stage == "pass1":
+            return backbone(self.prompt1, self.encode_inputs(backbone, examples), targets).loss
+        prefix, ids = self.pass2_inputs(backbone, examples, self.training_candidates(backbone, examples))
+        return backbone(prefix, ids, targets).loss

@@ -1,0 +1,36 @@
+"""The recursion experiment end to end at a toy size: every variant, the result's shape,
+the gated sweep PNG and the markdown fragment (learning is not checked here)."""
+import math
+
+from shoulders.data.examples import Example, Task
+from shoulders.experiments.recursion import VARIANTS, RecursionSettings, run_recursion
+
+
+def _task():
+    def ex(i, hops):
+        return Example(f"where is the {'red blue green'.split()[i % 3]} bird {i}", "paris" if i % 2 else "rome",
+                       "qa", meta={"hops": hops})
+
+    return Task("closedbook_qa", train=[ex(i, 1 + i % 2) for i in range(8)], dev=[ex(i, 1 + i % 2) for i in range(4)],
+                test=[ex(i, 1 + i % 2) for i in range(6)])
+
+
+def test_run_recursion_tiny(tiny_dirs, tmp_path):
+    settings = RecursionSettings(steps=2, single_steps=2, batch_size=2, lr_grid=(0.1,), pretrain_steps=2,
+                                 pretrain_batch=2, candidates=2, eval_every=2, max_new_tokens=3, prompt_tokens=2,
+                                 neural={"connector": {"kind": "transformer", "layers": 1}, "pass1_loss_weight": 1.0})
+    texts = ["the cat was born in paris", "a dog is happy in rome"] * 3
+    result = run_recursion(_task(), texts, str(tiny_dirs["llama"]), str(tiny_dirs["gpt2"]), seeds=[0, 1], quick=True,
+                           out_dir=tmp_path, progress=False, settings=settings)
+    for v in VARIANTS:
+        r = result[v]
+        for key in ("em", "em_std", "em_1hop", "em_2hop", "forward_passes", "flops_per_question"):
+            assert isinstance(r[key], float) and not math.isnan(r[key]), (v, key)
+        assert 0.0 <= r["em"] <= 100.0 and r["flops_per_question"] > 0
+    assert result["single_pass"]["forward_passes"] == 1.0 and result["neural"]["forward_passes"] == 2.0
+    assert 1.0 <= result["gated"]["forward_passes"] <= 2.0
+    assert result["neural"]["flops_per_question"] > result["single_pass"]["flops_per_question"]
+    assert "gap_closed" in result and len(result["per_seed"]["neural"]) == 2
+    assert (tmp_path / "recursion_gated.png").stat().st_size > 1000
+    md = (tmp_path / "recursion.md").read_text()
+    assert "| neural recursion, small x2 |" in md and "recursion_gated.png" in md

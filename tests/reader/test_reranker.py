@@ -1,0 +1,122 @@
+"""The cross-encoder re-ranker: it learns, it saves and loads exactly, it trains through
+`shoulders train`, and hard-negative mining never returns an answer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from shoulders.data.examples import Example
+from shoulders.modules import load_module, save_module
+from shoulders.reader.corpus import Passage
+from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig
+from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
+from shoulders.reader.retrieval.base import Hit
+
+WORDS = [f"w{i}" for i in range(40)] + ["alpha", "beta", "gamma", "delta", "find", "is", "here"]
+
+
+def build_tiny_bert(path) -> str:
+    """A randomly initialised 2-layer BERT and a word-level WordPiece vocabulary, offline."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
+    BertTokenizerFast(vocab=vocab).save_pretrained(path)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _examples(ks, seed=0):
+    """The positive says 'alpha' about the asked word; negatives say something else about it."""
+    return [Example(input=f"find w{k}", target=f"w{k} is alpha", choices=[f"w{k} is alpha", f"w{k} is beta",
+                                                                         f"w{k} is gamma", f"w{k} is delta"])
+            for k in ks]
+
+
+def _top1(module, examples) -> float:
+    scores = module.choice_logprobs(None, examples)
+    return sum(max(range(len(s)), key=s.__getitem__) == 0 for s in scores) / len(examples)
+
+
+def test_learns_to_rank_the_positive_first(tiny_bert):
+    cfg = {"encoder": tiny_bert, "negatives": 3, "max_seq_len": 16, "freeze_embeddings": False}
+    held_out = _examples(range(30, 40))
+    fresh = CrossEncoderReranker.build(RerankerConfig(**cfg))
+    before = _top1(fresh, held_out)
+    module, losses = train_reranker(_examples(range(30)), cfg, steps=40, batch_size=8, lr=3e-3, warmup=2)
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert before < 0.7 and _top1(module, held_out) == 1.0
+    # rerank sorts hits by the new scores; score() takes passages or texts
+    passages = {"a": Passage("a", "", "w31 is beta"), "b": Passage("b", "", "w31 is alpha")}
+    ranked = module.rerank("find w31", [Hit("a", 9.0), Hit("b", 1.0)], passages)
+    assert [h.passage_id for h in ranked] == ["b", "a"] and ranked[0].score > ranked[1].score
+    assert module.score("find w31", [passages["a"], "w31 is alpha"])[1] > module.score("find w31", ["w31 is beta"])[0]
+
+
+def test_bundled_minilm_is_the_default():
+    cfg = RerankerConfig(num_layers=1)
+    assert cfg.encoder == "sentence-transformers/all-MiniLM-L6-v2" and cfg.pooling == "segments"
+    module = CrossEncoderReranker.build(cfg)
+    assert module.encoder.config.model_type == "bert" and module.encoder.config.num_hidden_layers == 1
+    s = module.score("What is the capital of France?", ["Paris is the capital of France.", "Cats hunt mice."])
+    assert s[0] > s[1]  # the head starts as a scaled cosine of MiniLM's pooled outputs
+
+
+def test_save_load_round_trip(tiny_bert, tmp_path):
+    module, _ = train_reranker(_examples(range(8)), {"encoder": tiny_bert, "max_seq_len": 16}, steps=2, lr=1e-3)
+    save_module(module, tmp_path / "rr")
+    meta = json.loads((tmp_path / "rr" / "module.json").read_text())
+    assert meta["module_type"] == "reranker" and meta["frozen_components"]["encoder"]["name_or_path"] == tiny_bert
+    loaded = load_module(tmp_path / "rr")  # no backbone: a re-ranker does not need one
+    texts = ["w1 is alpha", "w2 is beta", "w3 is gamma here"]
+    assert loaded.score("find w1", texts) == pytest.approx(module.score("find w1", texts), abs=1e-5)
+    assert set(loaded.state_to_save()) == set(module.state_dict())  # encoder + head, frozen embeddings included
+
+
+def test_shoulders_train_method_reranker(tiny_bert, tiny_dirs, tmp_path):
+    from shoulders.cli.main import main
+    from shoulders.data.loaders import write_examples
+
+    write_examples(tmp_path / "train.jsonl", _examples(range(20)))
+    write_examples(tmp_path / "dev.jsonl", _examples(range(20, 26)))
+    (tmp_path / "rr.yaml").write_text(f"""
+method: reranker
+backbone: {{name_or_path: {tiny_dirs['gpt2']}, device: cpu}}
+module: {{encoder: {tiny_bert}, negatives: 2, max_seq_len: 16}}
+tasks: [{{name: rerank, train: train.jsonl, dev: dev.jsonl, metric: exact_match}}]
+optim: {{lr: 0.001}}
+train: {{steps: 4, batch_size: 4, eval_every: 2}}
+output_dir: {tmp_path / 'run'}
+""")
+    assert main(["train", str(tmp_path / "rr.yaml"), "--no-progress"]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [e["step"] for e in history["eval"]] == [2, 4] and 0.0 <= history["eval"][-1]["average"] <= 100.0
+    module = load_module(tmp_path / "run" / "final")
+    assert module.module_type == "reranker" and len(module.score("find w1", ["w1 is alpha"])) == 1
+
+
+def test_mining_excludes_positives_and_answers():
+    class Q:
+        question, answers, positive_ids = "where is the cat", ["garden"], ["p0"]
+
+    class FakeRetriever:
+        def search(self, queries, k):
+            return [[Hit(f"p{i}", 10.0 - i) for i in range(4)] for _ in queries]
+
+    passages = {"p0": Passage("p0", "", "the cat is in the garden"), "p1": Passage("p1", "", "a garden cat"),
+                "p2": Passage("p2", "", "the cat sleeps"), "p3": Passage("p3", "", "a dog barks")}
+    negs = mine_negatives(FakeRetriever(), [Q()], passages, k=5)
+    assert negs == [["p2", "p3"]]  # p0 by id, p1 by answer containment
+    assert merge_negatives([["a", "b"]], [["b", "c", "d"]], k=3) == [["a", "b", "c"]]
+    ex = reranker_examples([Q()], passages, negs)[0]
+    assert ex.target == "the cat is in the garden" and ex.choices == [ex.target, "the cat sleeps", "a dog barks"]

@@ -1,0 +1,82 @@
+"""Textual recursion: stages, what pass 2 reads, seeded pass-2 training data, save/load."""
+import torch
+
+from shoulders.backbone import GenerationConfig
+from shoulders.modules import load_module, save_module
+from shoulders.recursion import TextualRecursion, TextualRecursionConfig, merge_candidates
+
+
+def _module(lm, **cfg):
+    base = {"pass1": {"num_virtual_tokens": 3}, "pass2": {"num_virtual_tokens": 2, "seed": 1},
+            "sampling": {"n": 4, "max_new_tokens": 3}, "text": {"template": "Q: {input} A:"}}
+    return TextualRecursion.build(TextualRecursionConfig(**{**base, **cfg}), lm)
+
+
+def test_each_stage_trains_its_own_prompt(lm, examples):
+    one = _module(lm, stage="pass1")
+    one.loss(lm, examples).backward()
+    assert one.prompt1.grad.abs().sum() > 0 and one.prompt2.grad is None
+    assert [p is one.prompt1 for p in one.trainable_parameters()] == [True]
+    two = _module(lm, stage="pass2")
+    two.loss(lm, examples).backward()
+    assert two.prompt2.grad.abs().sum() > 0 and two.prompt1.grad is None
+    assert all(p.grad is None for p in lm.model.parameters())
+    assert set(two.state_to_save()) == {"prompt1", "prompt2"}  # the frozen prompt is saved too
+
+
+def test_pass2_reads_exactly_the_merged_candidates(lm, examples):
+    module = _module(lm, stage="pass2").eval()
+    calls = []
+    real = lm.generate
+
+    def spy(prefix, ids, config=None, **kw):
+        out = real(prefix, ids, config, **kw)
+        calls.append((prefix, ids, config, out))
+        return out
+
+    lm.generate = spy
+    try:
+        module.generate(lm, examples, GenerationConfig(max_new_tokens=3))
+    finally:
+        lm.generate = real
+    (p1, ids1, cfg1, samples), (p2, ids2, _, _) = calls
+    assert p1 is module.prompt1 and cfg1.n == 4 and cfg1.do_sample and cfg1.seed == 0
+    assert ids1 == lm.encode([f"Q: {ex.input} A:" for ex in examples])
+    assert p2 is module.prompt2
+    for ex, gens, got in zip(examples, samples, ids2):
+        merged = merge_candidates([g.text for g in gens])
+        shown = "; ".join(f"{a} ({c})" for a, c in merged) or "none"
+        assert sum(c for _, c in merged) <= 4
+        assert got == lm.encode([f"Candidates: {shown}. Q: {ex.input} A:"])[0]
+
+
+def test_training_candidates_are_seeded_and_cached(lm, examples):
+    a, b = _module(lm, stage="pass2"), _module(lm, stage="pass2")
+    first = a.training_candidates(lm, examples)
+    assert [c.merged for c in first] == [c.merged for c in b.training_candidates(lm, examples)]
+    assert a.training_candidates(lm, examples[::-1]) == first[::-1]  # cached: not re-sampled
+    c = _module(lm, stage="pass2")
+    c.prepare_candidates(lm, examples, batch_size=2)
+    assert set(c._train_candidates) == {ex.input for ex in examples}
+
+
+def test_save_load_round_trip_gives_same_generations(lm, examples, tmp_path):
+    module = _module(lm, stage="pass2")
+    with torch.no_grad():
+        module.prompt2.add_(0.1 * torch.randn_like(module.prompt2))
+    save_module(module, tmp_path / "m", lm)
+    back = load_module(tmp_path / "m", lm)
+    assert torch.equal(back.prompt1, module.prompt1) and torch.equal(back.prompt2, module.prompt2)
+    assert back.config == module.config
+    cfg = GenerationConfig(max_new_tokens=4)
+    assert [g[0].token_ids for g in module.generate(lm, examples, cfg)] == \
+           [g[0].token_ids for g in back.generate(lm, examples, cfg)]
+
+
+def test_stage2_starts_from_a_prompt_tuning_module(lm, tmp_path):
+    from shoulders.prompts import PromptTuning, PromptTuningConfig
+
+    pt = PromptTuning.build(PromptTuningConfig(num_virtual_tokens=3, init="random", seed=5), lm)
+    save_module(pt, tmp_path / "pt", lm)
+    module = _module(lm, stage="pass2", init_from=str(tmp_path / "pt"))
+    assert torch.equal(module.prompt1, pt.prompt)
