@@ -1,4 +1,6 @@
 """YAML configs validate into typed objects; errors name the key."""
+from pathlib import Path
+
 import pytest
 
 from shoulders.train.config import ConfigError, TrainConfig, load_config
@@ -53,3 +55,11 @@ def test_prompt_longer_than_context_window(tiny_dirs, tmp_path):
     with pytest.raises(WindowError, match="soft prefix of 300 vectors .* context window of 256 tokens"):
         Trainer(cfg, tasks=[keyword_task(8, 2)], progress=False)
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")))
+def test_every_preset_config_validates(preset):
+    """The YAML presets under configs/ stay in step with the config classes."""
+    cfg = load_config(Path(__file__).parents[2] / "configs" / preset)
+    assert preset.startswith(cfg.method)  # <method>_<backbone>_<device>.yaml, as the header's command says
+    cfg.module_config()  # the method's own section validates too

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from shoulders.data.examples import Example, Task
+from shoulders.utils.fs import atomic_write_text
 
 ORDER = ("prompt_tuning", "idpt", "finetune")
 LABELS = {"prompt_tuning": "Prompt tuning (frozen)", "idpt": "ID-PT (frozen)", "finetune": "Fine-tuned (reference)"}
@@ -254,7 +255,7 @@ def run_multitask(tasks: list[Task], backbone_path: str, *, seeds: list[int], qu
         section["idpt_overhead"] = idpt_overhead(last_idpt, lm, probe)
     plot_dev_curves(section, out_dir / "multitask_dev_curve.png")
     section["table_markdown"] = table_markdown(section)
-    (out_dir / "multitask_table.md").write_text(section["table_markdown"] + "\n")
+    atomic_write_text(out_dir / "multitask_table.md", section["table_markdown"] + "\n")
     section["setup"] = {"seeds": list(seeds), "quick": quick, "backbone": str(backbone_path), "encoder": encoder_path,
                         "budget": asdict(budget), "methods": specs, "tasks": [t.name for t in tasks]}
     section["figure"] = str(out_dir / "multitask_dev_curve.png")

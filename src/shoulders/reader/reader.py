@@ -70,6 +70,13 @@ class ReaderConfig(ModuleConfig):
     cache_size: int = Field(100_000, ge=0, description="packed contexts remembered per question (training reads "
                             "each question's context once)")
 
+    @field_validator("index_dir", "corpus", "reranker_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        # Recorded in module.json: an existing relative path is made absolute so that the
+        # saved reader works from any working directory.
+        return str(Path(v).expanduser().resolve()) if v and Path(v).expanduser().exists() else v
+
     @field_validator("template")
     @classmethod
     def _slots(cls, v: str) -> str:
