@@ -10,8 +10,9 @@ then runs the paper's three experiments on them and writes, under `out`:
 
 `seed` is the *world* seed; module seeds are `seed, seed+1, ...` (3 in the full demo,
 1 with `--quick`), so the same seed gives the same numbers and another seed builds a
-different world. Experiments are independent given the backbones, so with `jobs=2`
-they run in two worker processes (one thread each): same numbers, less wall time.
+different world. The two backbones, and then the three experiments, are independent, so
+with `jobs=2` they run in two worker processes (one thread each, as with `jobs=1`):
+the same numbers in less wall time.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from pathlib import Path
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 
 SECTIONS = ("multitask", "reader", "recursion")
+# Torch threads of every process the demo runs, whatever --jobs is: the numbers depend on
+# the thread count (float reductions), so fixing it keeps them the same across --jobs;
+# and for these tiny models one thread per process on each core beats two per process.
+THREADS = 1
 PAPER_FEWSHOT = ("The paper's backbones are J1-Large (7B) and J1-Grande (17B); ours are toy Llamas pre-trained "
                  "here on the generated world, so their knowledge can be checked against the world itself.")
 
@@ -48,10 +53,23 @@ class DemoConfig:
         return list(range(self.seed, self.seed + n))
 
 
-def _backbones(cfg: DemoConfig) -> dict:
-    from shoulders.toyworld import chance, ensure_backbones, fewshot_eval, load_world_data
+def _pretrain_one(seed: int, quick: bool, cache_dir: str | None, name: str, progress: bool) -> str:
+    from shoulders.toyworld import ensure_backbones
 
-    paths = ensure_backbones(cfg.seed, quick=cfg.quick, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    return str(ensure_backbones(seed, quick=quick, cache_dir=cache_dir, names=(name,), progress=progress,
+                                threads=THREADS)[name])
+
+
+def _backbones(cfg: DemoConfig) -> dict:
+    from shoulders.toyworld import ToyworldConfig, chance, fewshot_eval, load_world_data
+
+    names = [m.name for m in (ToyworldConfig.quick() if cfg.quick else ToyworldConfig.full()).models]
+    args = [(cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress) for n in names]
+    if cfg.jobs > 1:  # the backbones are independent: one process each (cached ones return at once)
+        with ProcessPoolExecutor(max_workers=min(cfg.jobs, len(names))) as pool:
+            paths = dict(zip(names, pool.map(_pretrain_one, *zip(*args))))
+    else:
+        paths = {n: _pretrain_one(*a) for n, a in zip(names, args)}
     cb = load_world_data(cfg.seed, quick=cfg.quick).closedbook
     world = load_world_data(cfg.seed, quick=cfg.quick).world
     out: dict = {}
@@ -68,14 +86,13 @@ def _backbones(cfg: DemoConfig) -> dict:
 
 
 def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str,
-                progress: bool, threads: int | None = None) -> dict:
+                progress: bool) -> dict:
     """One experiment; a top-level function so a worker process can run it."""
     import torch
 
     from shoulders.toyworld import load_world_data
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
     data = load_world_data(seed, quick=quick)
     start = time.perf_counter()
     if name == "multitask":
@@ -114,9 +131,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     small, large = results["backbones"]["toy-small"]["path"], results["backbones"]["toy-large"]["path"]
     args = {s: (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress) for s in cfg.sections}
     if cfg.jobs > 1 and len(cfg.sections) > 1:
-        # Heaviest first, so the two workers finish close together.
         with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
-            futures = {s: pool.submit(run_section, *args[s], threads=1) for s in cfg.sections}
+            futures = {s: pool.submit(run_section, *args[s]) for s in cfg.sections}
             sections = {s: f.result() for s, f in futures.items()}
     else:
         sections = {s: run_section(*args[s]) for s in cfg.sections}

@@ -165,8 +165,9 @@ def _neural(small, task, settings, seed, single_dir, run, corpus_texts, pretrain
 
 
 def _gap(result: dict, variant: str) -> float | None:
+    """Share of the small-to-large gap a variant closes; None when the large LM is no better."""
     gap = result["single_pass_large"]["em"] - result["single_pass"]["em"]
-    return (result[variant]["em"] - result["single_pass"]["em"]) / gap if abs(gap) > 1e-9 else None
+    return (result[variant]["em"] - result["single_pass"]["em"]) / gap if gap > 1e-9 else None
 
 
 def run_recursion(closedbook: Task, corpus_texts: list[str], small_path: str, large_path: str, *, seeds: list[int],
@@ -245,7 +246,8 @@ def markdown(result: dict, figure: str) -> str:
     gap = result["gap_closed"]
     lines += ["", "Two passes of the small LM close "
               + (f"**{100 * gap:.0f}%** of the gap to the large LM (neural recursion)" if gap is not None
-                 else "an undefined share of the gap (the large LM does not beat the small one)")
+                 else "an undefined share of the gap (here the large LM does not beat the small one, "
+                 "so there is no gap to close)")
               + "; gap closed = (neural − single) / (large − single). "
               "FLOPs ≈ 2 × parameters × tokens per pass.",
               "", f"![gated recursion]({figure})", ""]

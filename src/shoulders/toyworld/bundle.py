@@ -7,6 +7,7 @@ seed and kept in memory; backbones are cached on disk (see `pretrain.train_cache
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -108,15 +109,19 @@ def load_world_data(seed: int = 0, quick: bool = False, config: ToyworldConfig |
 
 def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path | None = None,
                      names: tuple[str, ...] | None = None, config: ToyworldConfig | None = None,
-                     progress: bool = True) -> dict[str, Path]:
+                     progress: bool = True, threads: int | None = None) -> dict[str, Path]:
     """name -> directory of a pre-trained backbone (loadable with `from_pretrained`).
 
     Missing backbones are pre-trained now (minutes on CPU) and cached; present ones
     are reused. The cache root is `cache_dir`, else `$SHOULDERS_CACHE/toyworld`, else
     `~/.cache/shoulders/toyworld`. `seed` is the *world* seed: each one is a different
     world with its own backbones, so repeat experiments over module seeds on one world.
+    `threads` fixes the torch threads of pre-training (default: the config's, where 0 =
+    the idle cores); it is not part of the cache key.
     """
     cfg = resolve(quick, config)
+    if threads is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
     models = [m for m in cfg.models if names is None or m.name in names]
     if names is not None and len(models) != len(set(names)):
         raise ValueError(f"unknown backbone(s) in {names}: have {[m.name for m in cfg.models]}")
