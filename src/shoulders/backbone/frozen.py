@@ -20,6 +20,7 @@ from torch import Tensor
 
 from shoulders.backbone.fingerprint import backbone_info
 from shoulders.backbone.layout import Layout, Prefix, build_layout
+from shoulders.errors import BackboneError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,11 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a local directory (a hub id is `name` or `org/name`)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
@@ -109,6 +115,10 @@ class FrozenLM:
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        name = str(name_or_path)
+        if _looks_like_path(name) and not Path(name).expanduser().is_dir():
+            raise BackboneError(f"{name}: no such backbone directory (expected a hub id or a local directory "
+                                "with config.json and the tokenizer files)")
         kwargs: dict = {"trust_remote_code": trust_remote_code}
         if revision:
             kwargs["revision"] = revision
@@ -125,7 +135,9 @@ class FrozenLM:
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **model_kwargs)
         if device_map is None:
             model.to(resolve_device(device))
-        return cls(model, tokenizer, str(name_or_path))
+        # A local directory is recorded absolute, so module.json still finds it from another cwd.
+        local = Path(name).expanduser()
+        return cls(model, tokenizer, str(local.resolve()) if local.is_dir() else name)
 
     # --------------------------------------------------------------- properties
     @property

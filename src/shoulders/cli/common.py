@@ -6,6 +6,17 @@ import json
 import sys
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: a clear refusal of 0, negatives and non-numbers."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", help="backbone hub id or directory (default: the one recorded in module.json)")
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")

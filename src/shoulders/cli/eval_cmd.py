@@ -1,7 +1,7 @@
 """shoulders eval MODULE --data FILE"""
 from __future__ import annotations
 
-from shoulders.cli.common import add_backbone_args
+from shoulders.cli.common import add_backbone_args, positive_int
 
 
 def add_parser(sub) -> None:
@@ -12,9 +12,9 @@ def add_parser(sub) -> None:
     p.add_argument("--input-field")
     p.add_argument("--target-field")
     p.add_argument("--choices", nargs="+", help="label words: evaluate by rank classification")
-    p.add_argument("--max-examples", type=int)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--max-examples", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--predictions", help="write predictions to this JSONL file")
     add_backbone_args(p)
     p.set_defaults(func=run)

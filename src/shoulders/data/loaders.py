@@ -86,23 +86,7 @@ def iter_records(path: str | Path, fmt: str = "auto", *, max_line_bytes: int = M
                 raise DataError(f"{path}: item {i} is a {type(rec).__name__}, expected an object")
             yield i + 1, rec
     elif fmt in ("csv", "tsv"):
-        delim = "\t" if fmt == "tsv" else ","
-        lines = _read_lines(path, max_line_bytes)
-        try:
-            _, first = next(lines)
-        except StopIteration:
-            raise DataError(f"{path}: empty file; expected a header line") from None
-        header = next(csv.reader([first], delimiter=delim))
-        header = [h.strip() for h in header]
-        for lineno, line in lines:
-            if not line.strip():
-                continue
-            row = next(csv.reader(io.StringIO(line), delimiter=delim, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL))
-            if len(row) != len(header):
-                raise DataError(
-                    f"{path}:{lineno}: expected {len(header)} columns ({', '.join(header)}), got {len(row)}"
-                )
-            yield lineno, dict(zip(header, row))
+        yield from _csv_records(path, fmt, max_line_bytes)
     elif fmt == "datasets":
         try:
             from datasets import load_from_disk
@@ -115,6 +99,46 @@ def iter_records(path: str | Path, fmt: str = "auto", *, max_line_bytes: int = M
             yield i + 1, rec
     else:
         raise DataError(f"{path}: unknown format {fmt!r}; expected jsonl, json, csv, tsv or datasets")
+
+
+def _csv_records(path: Path, fmt: str, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """CSV/TSV rows as dicts keyed by the header, each with the line it starts on.
+
+    A quoted CSV field may span lines (as csv.writer writes a newline in a field); TSV has
+    no quoting. Lines still pass the UTF-8 and line-length checks of `_read_lines`.
+    """
+    tsv = fmt == "tsv"
+    if csv.field_size_limit() < max_line_bytes:  # the csv default (128 KiB) is below our line limit
+        csv.field_size_limit(max_line_bytes)
+    at = [0]  # number of the last line handed to the csv reader
+
+    def lines():
+        for lineno, line in _read_lines(path, max_line_bytes):
+            at[0] = lineno
+            yield line
+
+    reader = csv.reader(lines(), delimiter="\t" if tsv else ",", strict=True,
+                        quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    header: list[str] | None = None
+    while True:
+        start = at[0] + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            hint = " (a quote that is never closed?)" if "end of data" in str(e) else ""
+            raise DataError(f"{path}:{start}: not valid {fmt.upper()} ({e}){hint}") from None
+        if header is None:
+            header = [h.strip() for h in row]
+            continue
+        if len(row) <= 1 and not "".join(row).strip():
+            continue  # a blank line
+        if len(row) != len(header):
+            raise DataError(f"{path}:{start}: expected {len(header)} columns ({', '.join(header)}), got {len(row)}")
+        yield start, dict(zip(header, row))
+    if header is None:
+        raise DataError(f"{path}: empty file; expected a header line")
 
 
 def _require(path, lineno, rec, field):

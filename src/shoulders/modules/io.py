@@ -7,7 +7,7 @@ verifies. Weights are safetensors only: loading a module never runs code from a 
 """
 from __future__ import annotations
 
-from shoulders.errors import ShouldersError
+from shoulders.errors import ShouldersError, format_validation_error
 
 import json
 from pathlib import Path
@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 import shoulders
 from shoulders.backbone.fingerprint import compare_backbones
-from shoulders.modules.registry import module_class
+from shoulders.modules.registry import MODULE_TYPES, module_class
 from shoulders.utils.fs import atomic_dir, sha256_file
 
 FORMAT_VERSION = 1
@@ -111,6 +111,14 @@ def verify_weights(path: Path, meta: dict) -> Path:
     return weights
 
 
+def load_weights_into(module, weights: Path, tensors: dict) -> None:
+    """`module.load_saved_state(tensors)`, with a mismatch reported against the weights file."""
+    try:
+        module.load_saved_state(tensors)
+    except ValueError as e:  # names or shapes that module.json's config does not produce
+        raise ModuleFormatError(f"{weights}: {e} (weights saved for a different config?)") from None
+
+
 def load_module(path: str | Path, backbone=None, *, check_backbone: bool = True, device=None):
     """Load a saved module for `backbone`, refusing a backbone it was not trained on.
 
@@ -119,11 +127,16 @@ def load_module(path: str | Path, backbone=None, *, check_backbone: bool = True,
     """
     path = Path(path)
     meta = read_module_json(path)
+    if meta["module_type"] not in MODULE_TYPES:
+        raise ModuleFormatError(
+            f"{path / CONFIG_NAME}: field 'module_type' is {meta['module_type']!r}, expected one of "
+            f"{sorted(MODULE_TYPES)} (a plugin's type must be registered before loading)"
+        )
     cls = module_class(meta["module_type"])
     try:
         config = cls.config_class.model_validate(meta["config"])
     except ValidationError as e:
-        raise ModuleFormatError(f"{path / CONFIG_NAME}: invalid 'config': {e}") from None
+        raise ModuleFormatError(f"{path / CONFIG_NAME}: {format_validation_error(e, 'config.')}") from None
     if backbone is not None and check_backbone and meta.get("backbone"):
         diffs = compare_backbones(meta["backbone"], backbone.info())
         if diffs:
@@ -138,7 +151,7 @@ def load_module(path: str | Path, backbone=None, *, check_backbone: bool = True,
     except Exception as e:  # safetensors raises its own error types on bad headers
         raise ModuleFormatError(f"{weights}: not a readable safetensors file ({e})") from None
     module = cls.from_saved(config, meta, backbone) if hasattr(cls, "from_saved") else cls.build(config, backbone)
-    module.load_saved_state(tensors)
+    load_weights_into(module, weights, tensors)
     module.backbone_info = meta.get("backbone")
     module.extra = meta.get("extra", {})
     target_device = device or (backbone.device if backbone is not None else None)

@@ -90,12 +90,16 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 def load_checkpoint(path: Path, module, optimizer, scheduler) -> dict:
     """Restore module weights, optimizer, scheduler and RNG; return the trainer state."""
-    from shoulders.modules.io import read_module_json, verify_weights
+    from shoulders.modules.io import ModuleFormatError, load_weights_into, read_module_json, verify_weights
 
     path = Path(path)
     meta = read_module_json(path)
-    module.load_saved_state(load_file(str(verify_weights(path, meta))))
-    state = json.loads((path / STATE_NAME).read_text())
+    weights = verify_weights(path, meta)
+    load_weights_into(module, weights, load_file(str(weights)))
+    try:
+        state = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModuleFormatError(f"{path / STATE_NAME}: not valid JSON ({e})") from None
     tensors = load_file(str(path / OPTIMIZER_NAME))
     optimizer_from_tensors(optimizer, {k: v for k, v in tensors.items() if k.startswith("state.")}, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

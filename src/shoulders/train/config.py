@@ -5,7 +5,7 @@ An unknown key or a wrong type is an error that names the key (pydantic, extra=f
 """
 from __future__ import annotations
 
-from shoulders.errors import ShouldersError
+from shoulders.errors import ShouldersError, format_validation_error
 
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +74,7 @@ class LoopConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    method: str = Field(..., description="module type: prompt_tuning | idpt | reranker | textual_recursion | neural_recursion")
+    method: str = Field(..., description="module type: prompt_tuning | idpt | reranker | reader | textual_recursion | neural_recursion | finetune")
     backbone: BackboneConfig
     module: dict[str, Any] = Field(default_factory=dict, description="the method's own config (validated by it)")
     tasks: list[TaskConfig] = Field(default_factory=list)
@@ -113,16 +113,15 @@ class TrainConfig(StrictModel):
 
 
 def _format_errors(err: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for e in err.errors():
-        key = prefix + ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key {key!r}")
-        elif e["type"] == "missing":
-            lines.append(f"missing key {key!r}")
-        else:
-            lines.append(f"key {key!r}: {e['msg']} (got {e.get('input')!r})")
-    return "; ".join(lines)
+    return format_validation_error(err, prefix)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -147,7 +146,7 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
         try:
             out.append((key.strip(), yaml.safe_load(raw)))
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({_yaml_problem(e)})") from None
     return out
 
 
@@ -158,22 +157,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
+        raw = path.read_bytes()
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(raw.decode("utf-8-sig"))
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not valid UTF-8") from None
-    data = dict(data or {})
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping of keys (method, backbone, ...) at the top level, "
+                          f"got {type(data).__name__}")
+    data = dict(data)
     for key, value in parse_overrides(overrides):
         _set_dotted(data, key, value)
     try:
         cfg = TrainConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{where}: {_format_errors(e)}") from None
-    cfg.module_config()  # validate the method's own section now, not at step 0
+    try:
+        cfg.module_config()  # validate the method's own section now, not at step 0
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     if path is not None:  # data paths are relative to the config file
         base = path.parent
         for t in cfg.tasks:

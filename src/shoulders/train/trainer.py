@@ -25,7 +25,7 @@ from shoulders.data.tasks import load_task
 from shoulders.modules.io import save_module
 from shoulders.modules.registry import module_class
 from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from shoulders.train.config import TrainConfig
+from shoulders.train.config import ConfigError, TrainConfig
 from shoulders.train.evaluate import evaluate
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 
@@ -79,9 +79,11 @@ class Trainer:
 
             enable_gradient_checkpointing(backbone)
         self.tasks = list(tasks) if tasks is not None else [load_task(t) for t in config.tasks]
+        if not self.tasks:
+            raise ConfigError("no tasks: list at least one under `tasks:` with a `train` file")
         missing = [t.name for t in self.tasks if not t.train]
         if missing:
-            raise ValueError(f"tasks without training examples: {missing}")
+            raise ConfigError(f"tasks without training examples (no `train` file): {missing}")
         self.module = module or module_class(config.method).build(config.module_config(), backbone)
         self.module.to(backbone.device)
         self.out = Path(config.output_dir)
@@ -135,8 +137,14 @@ class Trainer:
         ckpt_root = self.out / "checkpoints"
         existing = list_checkpoints(ckpt_root) if cfg.resume else []
         if existing:
-            state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler)
-            sampler.load_state_dict(state["sampler"])
+            try:
+                state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler)
+                sampler.load_state_dict(state["sampler"])
+            except ValueError as e:  # ShouldersError too: a checkpoint this config cannot continue
+                raise ConfigError(
+                    f"{existing[-1]}: cannot resume from this checkpoint: {e}; use a new output_dir "
+                    "or set resume: false to start over"
+                ) from None
             history, best_score, start = state["history"], state["best_score"], state["step"]
             log.info("resumed from %s (step %d)", existing[-1], start)
         if self.acc.is_main_process:

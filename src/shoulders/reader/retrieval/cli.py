@@ -94,6 +94,12 @@ def run_index_command(args: argparse.Namespace) -> int:
     if args.index_command == "build":
         options = {k: getattr(args, k) for k in [*BUILD_FLAGS, "with_title"] if getattr(args, k) is not None}
         options.update(_set_pairs(args.set))
+        try:
+            ix.make_retriever(args.kind, **options)  # a bad option: one line, before reading the corpus
+        except TypeError as e:
+            from shoulders.errors import ShouldersError
+
+            raise ShouldersError(f"--set/flags: {e}") from None
         r = ix.build_index(args.corpus, args.kind, args.out, **options)
         print(f"built {args.kind} index of {len(r)} passages in {args.out}")
         return 0
