@@ -112,3 +112,27 @@ def server(tiny_dirs, modules_dir, tmp_path_factory):
                        "--max-body-bytes", "65536")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def hostile_modules(tmp_path_factory, backbone):
+    """Two prompt-tuning modules, plus a valid module *outside* the directory and a symlink
+    to it inside: no request may ever reach that one."""
+    from shoulders.modules import save_module
+
+    root = tmp_path_factory.mktemp("hostile")
+    for i in range(2):
+        save_module(_prompt_tuning(backbone, i, root), root / "modules" / f"pt-{i}", backbone)
+    save_module(_prompt_tuning(backbone, 2, root), root / "outside", backbone)
+    (root / "modules" / "escape").symlink_to(root / "outside")
+    return root / "modules"
+
+
+@pytest.fixture(scope="session")
+def hostile_server(tiny_dirs, hostile_modules, tmp_path_factory):
+    """Tight limits, so that hostility is cheap to produce: 2 rows, 4 waiting, 4 s per
+    request (body upload included), 4 KB bodies."""
+    srv = start_server(tiny_dirs, hostile_modules, tmp_path_factory, "--max-batch", "2", "--max-queue", "4",
+                       "--timeout", "4", "--max-body-bytes", "4096", "--rescan-interval", "0")
+    yield srv
+    srv.stop()

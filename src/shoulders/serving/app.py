@@ -73,10 +73,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _serving(request, e: ServingError):
         return _error(e.status, e.message, e.type, e.code, {"Retry-After": "1"} if e.status == 429 else None)
 
+    def count_refusal(request, status: int) -> None:  # refused before the handler ran: no model known
+        if request.url.path in ("/v1/completions", "/v1/answer"):
+            request.app.state.shoulders.metrics.count_request("_unknown", request.url.path, status)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request, e: RequestValidationError):
-        if request.url.path in ("/v1/completions", "/v1/answer"):
-            request.app.state.shoulders.metrics.count_request("_unknown", request.url.path, 422)
+        count_refusal(request, 422)
         errors = e.errors()
         if any(err.get("type") == "json_invalid" for err in errors):
             err = errors[0]
@@ -89,8 +92,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, e: StarletteHTTPException):
+        count_refusal(request, e.status_code)  # e.g. a body that is not UTF-8 (400)
         return _error(e.status_code, str(e.detail), "invalid_request_error" if e.status_code < 500 else "server_error",
-                      {404: "not_found", 405: "method_not_allowed"}.get(e.status_code))
+                      {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(e.status_code))
 
     @app.exception_handler(Exception)
     async def _bug(request, e: Exception):
@@ -169,7 +173,8 @@ def create_app(settings: ServeSettings, backbone) -> FastAPI:
     async def admin_modules():
         return {"modules": [model_card(e) for e in state.registry.entries()], "skipped": state.registry.skipped()}
 
-    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       body_timeout=settings.timeout)
     if settings.cors_origins:  # added last = outermost: preflights and 401s get CORS headers
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -79,14 +79,16 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise ServingError(503, "the server is shutting down", "server_error", "shutting_down")
-            if sum(not j.cancelled for j in self._waiting) >= self.max_queue:
+            if any(j.cancelled for j in self._waiting):  # clients that left while waiting: forget them now,
+                self._waiting = collections.deque(j for j in self._waiting if not j.cancelled)  # memory stays bounded
+            if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"the queue is full ({self.max_queue} requests waiting); retry later")
             self._waiting.append(job)
             self._cond.notify()
 
     @property
     def queue_length(self) -> int:
-        return len(self._waiting)
+        return sum(not j.cancelled for j in self._waiting)
 
     @property
     def running_rows(self) -> int:
@@ -109,9 +111,9 @@ class Engine:
                     self._admit(taken)
                 if self._rows:
                     self._decode_step()
-            except Exception as e:  # a bug or OOM: fail the running rows, keep serving
+            except Exception as e:  # a bug or OOM: fail the running rows (and newcomers), keep serving
                 log.exception("scheduler step failed")
-                self._fail_all(ServingError(500, f"generation failed: {type(e).__name__}: {e}", "server_error"))
+                self._fail_all(ServingError(500, f"generation failed: {type(e).__name__}: {e}", "server_error"), taken)
         err = ServingError(503, "the server is shutting down", "server_error", "shutting_down")
         self._fail_all(err)
         for job in self._waiting:
@@ -168,6 +170,9 @@ class Engine:
                         raise ServingError(400, f"prompt {p}: soft prefix + prompt + max_tokens = {total} tokens, "
                                                 f"more than the backbone's context of {self.lm.max_context}",
                                            code="context_length_exceeded")
+                gens = [None if job.sampling.greedy else make_generator(None if job.seed is None else job.seed + j,
+                                                                        self.lm.device)
+                        for _ in job.prompts for j in range(job.n)]
             except ServingError as e:
                 job.sink.put(("error", e))
                 continue
@@ -180,9 +185,7 @@ class Engine:
                 ids.append(tok)
                 repeats.append(job.n)
                 for j in range(job.n):
-                    seed = None if job.seed is None else job.seed + j
-                    gen = None if job.sampling.greedy else make_generator(seed, self.lm.device)
-                    rows.append(_Row(job, p * job.n + j, gen))
+                    rows.append(_Row(job, p * job.n + j, gens[p * job.n + j]))
         if not rows:
             return
         try:
@@ -263,7 +266,7 @@ class Engine:
         if len(job.choices) == job.rows:
             job.sink.put(("done", [job.choices[i] for i in range(job.rows)]))
 
-    def _fail_all(self, err: ServingError) -> None:
-        for job in {id(r.job): r.job for r in self._rows}.values():
+    def _fail_all(self, err: ServingError, also: list[Job] = ()) -> None:
+        for job in {id(j): j for j in [*(r.job for r in self._rows), *also]}.values():
             job.sink.put(("error", err))
         self._rows, self._batch = [], None

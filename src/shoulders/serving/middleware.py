@@ -3,15 +3,20 @@
 Pure ASGI on purpose. The key is checked before a byte of the body is read, so an
 unauthenticated client cannot make the server buffer anything; the body is read here
 (up to the limit) and replayed to the app, so the limit holds for chunked uploads too
-(a Content-Length can be absent or lie). After the replay, `receive` is the client's
-own again, so a disconnect mid-stream still reaches the streaming response.
+(a Content-Length can be absent or lie). The whole body must arrive within
+`body_timeout` seconds (else 408), so a client that sends the headers and then trickles
+or withholds the body cannot hold a request open. After the replay, `receive` is the
+client's own again, so a disconnect mid-stream still reaches the streaming response.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import time
 
 OPEN_PATHS = {"/health"}  # no key needed: load balancers probe it
+CLOSE = [(b"connection", b"close")]  # after a 408: the rest of the body will not be read
 
 
 async def send_error(send, status: int, message: str, type: str, code: str, headers: list | None = None) -> None:
@@ -23,10 +28,11 @@ async def send_error(send, status: int, message: str, type: str, code: str, head
 
 
 class Guard:
-    def __init__(self, app, *, api_key: str | None, max_body_bytes: int):
+    def __init__(self, app, *, api_key: str | None, max_body_bytes: int, body_timeout: float = 120.0):
         self.app = app
         self.key = api_key.encode() if api_key else None
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout
 
     def _authorized(self, scope) -> bool:
         headers = dict(scope.get("headers") or [])
@@ -52,8 +58,13 @@ class Guard:
             except ValueError:
                 return await send_error(send, 400, "invalid Content-Length", "invalid_request_error", "bad_request")
         chunks, size = [], 0
+        deadline = time.monotonic() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except asyncio.TimeoutError:
+                return await send_error(send, 408, f"the request body did not arrive within {self.body_timeout:g} s",
+                                        "invalid_request_error", "request_timeout", CLOSE)
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

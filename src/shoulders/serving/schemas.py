@@ -13,6 +13,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _text(v: str, what: str) -> str:
+    """JSON can carry a lone surrogate (`"\\ud800"`) that no tokenizer can encode: refuse it here."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text (lone surrogate)") from None
+    return v
+
+
 class StreamOptions(_Body):
     include_usage: bool = Field(False, description="send a last chunk with `usage` (and no choices)")
 
@@ -25,7 +34,8 @@ class CompletionRequest(_Body):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     n: int = Field(1, ge=1, le=128, description="choices per prompt")
     stop: str | list[str] | None = Field(None, description="up to 4 strings that end a choice (not included)")
-    seed: int | None = Field(None, description="seeds sampling; choice j of a prompt uses seed + j")
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63, description="seeds sampling (a 64-bit integer); choice j "
+                             "of a prompt uses seed + j")
     stream: bool = Field(False, description="server-sent events in OpenAI's chunk format, ending with [DONE]")
     stream_options: StreamOptions | None = None
     # OpenAI fields accepted only at their neutral value (see `unsupported`)
@@ -46,6 +56,8 @@ class CompletionRequest(_Body):
     def _prompts(cls, v):
         if isinstance(v, list) and not v:
             raise ValueError("prompt must not be an empty list")
+        for p in [v] if isinstance(v, str) else v:
+            _text(p, "prompt")
         return v
 
     @field_validator("stop")
@@ -54,7 +66,7 @@ class CompletionRequest(_Body):
         stops = [v] if isinstance(v, str) else list(v or [])
         if len(stops) > 4:
             raise ValueError(f"at most 4 stop strings, got {len(stops)}")
-        return [s for s in stops if s] or None
+        return [_text(s, "stop") for s in stops if s] or None
 
     @property
     def prompts(self) -> list[str]:
@@ -81,3 +93,8 @@ class AnswerRequest(_Body):
     model: str = Field(description="a reader module's name")
     question: str = Field(min_length=1, description="the question to answer")
     max_tokens: int | None = Field(None, ge=1, description="answer length limit (null: the module's default)")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v):
+        return _text(v, "question")
