@@ -34,3 +34,14 @@ def test_same_gradients_with_and_without_checkpointing(tiny_dir):
     assert all(p.grad is None for p in lm.model.parameters())
     disable_gradient_checkpointing(lm)
     assert not lm.model.training
+
+
+def test_on_off_flips_leave_no_hooks_behind(tiny_dir):
+    lm = FrozenLM.from_pretrained(tiny_dir, dtype="float32", device="cpu")
+    emb = lm.model.get_input_embeddings()
+    before = len(emb._forward_hooks)
+    for _ in range(3):
+        enable_gradient_checkpointing(lm)
+        disable_gradient_checkpointing(lm)
+    assert len(emb._forward_hooks) == before
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in lm.model.modules())

@@ -127,3 +127,28 @@ def test_step_flops_formula():
     n_mm = 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64)  # q, k+v (2 kv heads of 8), o, MLP
     expected = 4 * t * n_mm + 12 * 2 * 2 * s * s * 32 + 4 * 2 * 2 * 32 * 512
     assert step_flops(lm, w) == expected
+
+
+def test_checkpointing_bench_same_gradients_less_memory(root, monkeypatch):
+    import sys
+
+    from shoulders.cli.main import main
+
+    argv = ["bench", "checkpointing", "--sizes", "tiny,tiny-gpt2", "--long-sizes", "tiny", "--batch", "2",
+            "--input-tokens", "12", "--long-input-tokens", "40", "--target-tokens", "3", "--prompt", "4",
+            "--repeats", "1", "--warmup", "0", "--threads", str(torch.get_num_threads()), "--root", str(root)]
+    monkeypatch.setattr(sys, "argv", ["shoulders", *argv])  # the command the section records
+    assert main(argv) == 0
+    text = (root / "BENCHMARKS.md").read_text()
+    _kept(text)
+    assert text.count("## Gradient checkpointing") == 1 and "old table" in text  # the training section stays
+    assert "Command: `shoulders bench checkpointing --sizes tiny,tiny-gpt2" in text
+    result = json.loads((root / "benchmarks" / "checkpointing.json").read_text())
+    assert [(r["backbone"], r["input_tokens"]) for r in result["rows"]] == [("tiny", 12), ("tiny", 40),
+                                                                           ("tiny-gpt2", 12)]
+    for r in result["rows"]:
+        assert r["layers"] == 2 and r["grad_match"] and r["grad_max_abs"] > 0
+        assert r["grad_max_abs_diff"] <= 1e-6 * r["grad_max_abs"]
+        assert r["step_s"]["without"] > 0 and r["step_s"]["with"] > 0 and r["time_ratio"] > 0
+        # allocation events, not timings: deterministic, so the saving itself can be asserted
+        assert 0 < r["peak_bytes"]["with"] < r["peak_bytes"]["without"]

@@ -31,9 +31,16 @@ def enable_gradient_checkpointing(lm) -> int:
 
 
 def disable_gradient_checkpointing(lm) -> None:
+    """Back to a backbone that was never switched on.
+
+    transformers' enable also hooks the input embeddings (so that their output requires
+    grad, for reentrant checkpointing) and its disable leaves that hook in place: it is
+    removed here, so that repeated on/off flips do not pile hooks up."""
     model = lm.model
     if hasattr(model, "activation_checkpointing_disable"):
         model.activation_checkpointing_disable()
     else:
         model.gradient_checkpointing_disable()
+    if getattr(model, "_require_grads_hooks", None) or hasattr(model, "_require_grads_hook"):
+        model.disable_input_require_grads()
     model.eval()

@@ -20,9 +20,13 @@ DEFAULTS = {  # (full run, --quick): sized for ~15 and ~2 minutes of `all` on 2 
     "generate": (["gpt2-mini", "llama-mini", "gpt2", "smollm-135m"], ["gpt2-mini", "llama-mini"]),
     "idpt": (["toy-small", "toy-large", "gpt2-mini", "gpt2", "smollm-135m", "gpt2-medium", "smollm-360m"],
              ["toy-small", "toy-large", "gpt2-mini", "gpt2"]),
+    # not in `all`: ~6 minutes on its own (4 of CPU: one thread, 2 shared cores)
+    "checkpointing": (["gpt2-mini", "llama-mini", "gpt2"], ["gpt2-mini", "llama-mini"]),
 }
+# the sizes measured again at --long-input-tokens, when --sizes is not given
+LONG_DEFAULTS = {"checkpointing": (["gpt2-mini", "llama-mini"], ["gpt2-mini"])}
 SECTIONS = {"train": ("Training step", "train"), "generate": ("Generation", "generate"),
-            "idpt": ("ID-PT overhead", "idpt")}
+            "idpt": ("ID-PT overhead", "idpt"), "checkpointing": ("Gradient checkpointing", "checkpointing")}
 
 
 def resolve(args) -> tuple[torch.device, torch.dtype]:
@@ -68,6 +72,21 @@ def run_one(name: str, args, device, dtype, repeats: int) -> tuple[dict, object]
         w = GenWorkload(batch=_get(args, "batch", 8), input_tokens=_get(args, "input_tokens", 64),
                         prompt=_get(args, "prompt", 20), new_tokens=_get(args, "new_tokens", 32))
         return run_generate_bench(sizes, w, repeats, args.warmup, device, dtype, args.clock), generate_markdown
+    if name == "checkpointing":
+        from shoulders.bench.checkpointing import checkpointing_markdown, run_checkpointing_bench
+        from shoulders.bench.train import Workload
+
+        w = Workload(batch=_get(args, "batch", 8), input_tokens=_get(args, "input_tokens", 128),
+                     target_tokens=_get(args, "target_tokens", 8), prompt=_get(args, "prompt", 20))
+        long_sizes = _get(args, "long_sizes", None)
+        if long_sizes is None:  # the defaults' long rows go with the default sizes only
+            asked = getattr(args, "bench", None) == name and args.sizes
+            long_sizes = [] if asked else LONG_DEFAULTS[name][1 if args.quick else 0]
+        else:
+            long_sizes = [s.strip() for s in long_sizes.split(",") if s.strip()]
+        result = run_checkpointing_bench(sizes, w, repeats, args.warmup, device, dtype,
+                                         _get(args, "long_input_tokens", 512), long_sizes, args.clock)
+        return result, checkpointing_markdown
     from shoulders.bench.idpt_overhead import IdptWorkload, idpt_markdown, run_idpt_bench
 
     return run_idpt_bench(sizes, IdptWorkload(), repeats, args.warmup, device, dtype, args.clock), idpt_markdown

@@ -1,9 +1,10 @@
-"""shoulders bench train|generate|idpt|all, plus the benches other files provide.
+"""shoulders bench train|generate|idpt|checkpointing|all, plus the benches other files provide.
 
 Our benches share one set of flags (device, dtype, threads, repeats, where to write).
 Benches living in other files plug in by name: `shoulders bench retrieval` runs
-`shoulders.bench.retrieval`, `shoulders bench serve` runs `shoulders.bench.serve`; each
-such module may define an arguments hook and must define a runner (names in PLUGINS).
+`shoulders.bench.retrieval`, `shoulders bench serve` runs `shoulders.bench.serve`,
+`shoulders bench soak` runs `shoulders.bench.soak`; each such module may define an
+arguments hook and must define a runner (names in PLUGINS).
 A plugin that cannot be imported still gets its sub-command, which then says why.
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ PLUGINS = {
                   ["run_retrieval_bench_command", "run_from_args"], "BM25 and FAISS libraries side by side"),
     "serve": ("shoulders.bench.serve", ["add_serve_bench_args", "add_serve_bench_arguments", "add_arguments"],
               ["run_serve_bench_command", "run_from_args"], "the HTTP server under load"),
+    "soak": ("shoulders.bench.soak", ["add_soak_bench_args", "add_arguments"], ["run_from_args"],
+             "a bounded soak of the HTTP server: mixed and hostile requests, its RSS over time"),
 }
 
 
@@ -62,6 +65,17 @@ def add_parser(sub) -> None:
     _common(i)
     i.add_argument("--toy-backbone", action="append", default=[], metavar="PATH",
                    help="a trained toy backbone directory (replaces the toy shapes; repeatable)")
+    c = bsub.add_parser("checkpointing", help="prompt-tuning step time and peak memory with and without gradient "
+                        "checkpointing of the frozen backbone, and whether the gradients match")
+    _common(c)
+    c.add_argument("--batch", type=int, default=8)
+    c.add_argument("--input-tokens", type=int, default=128)
+    c.add_argument("--target-tokens", type=int, default=8)
+    c.add_argument("--prompt", type=int, default=20, help="soft-prompt vectors")
+    c.add_argument("--long-input-tokens", type=int, default=512,
+                   help="the input length of the long rows (0: no long rows)")
+    c.add_argument("--long-sizes", help="comma-separated backbones measured again at --long-input-tokens "
+                   "(default: gpt2-mini,llama-mini, or none when --sizes is given)")
     a = bsub.add_parser("all", help="train, generate and idpt with their default sizes")
     _common(a, sizes=False)
     for name, (_, _, _, help_) in PLUGINS.items():
@@ -70,7 +84,7 @@ def add_parser(sub) -> None:
         pp = bsub.add_parser(name, help=help_, add_help=False, prefix_chars="\x00")
         pp.add_argument("rest", nargs="*")
         pp.set_defaults(func=_run_plugin, plugin=name)
-    for sp, name in ((t, "train"), (g, "generate"), (i, "idpt"), (a, "all")):
+    for sp, name in ((t, "train"), (g, "generate"), (i, "idpt"), (c, "checkpointing"), (a, "all")):
         sp.set_defaults(func=run, bench=name)
 
 

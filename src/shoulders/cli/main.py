@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 # Sub-commands are the `*_cmd.py` files of this package, in this order first, then the rest

@@ -8,7 +8,6 @@ from __future__ import annotations
 from shoulders.errors import ShouldersError
 
 import csv
-import io
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path

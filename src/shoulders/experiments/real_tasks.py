@@ -10,7 +10,6 @@ classification over the task's label words (accuracy, T0-style). The three metho
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass

@@ -11,10 +11,12 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from shoulders.modules.base import ModuleConfig, SoftPromptModule
+from shoulders.modules.base import ModuleConfig, SoftPromptModule, StrictModel
 
 
-class PromptTuningConfig(ModuleConfig):
+class PromptSpec(StrictModel):
+    """One learned prompt: its length and initialisation (shared with the recursion modules)."""
+
     num_virtual_tokens: int = Field(20, gt=0, description="number of learned prompt vectors")
     init: Literal["random", "vocab", "text"] = Field(
         "vocab", description="random: N(0, std of the embedding matrix); vocab: embeddings of sampled "
@@ -29,6 +31,10 @@ class PromptTuningConfig(ModuleConfig):
         if self.init == "text" and not self.init_text:
             raise ValueError("init='text' needs init_text")
         return self
+
+
+class PromptTuningConfig(ModuleConfig, PromptSpec):
+    """Prompt tuning's hyper-parameters: the prompt (PromptSpec) and the text format."""
 
 
 class PromptTuning(SoftPromptModule):

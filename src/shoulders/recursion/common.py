@@ -23,24 +23,7 @@ from shoulders.backbone.generation import Generation, GenerationConfig
 from shoulders.backbone.layout import Prefix, split_prefix
 from shoulders.data.examples import Example
 from shoulders.modules.base import ModuleConfig, SoftModule, StrictModel
-from shoulders.prompts.prompt_tuning import initial_prompt
-
-
-class PromptSpec(StrictModel):
-    """One learned prompt: its length and initialisation (as in `PromptTuningConfig`)."""
-
-    num_virtual_tokens: int = Field(20, gt=0, description="number of learned prompt vectors")
-    init: Literal["random", "vocab", "text"] = Field("vocab", description="random | vocab (sampled token "
-                                                     "embeddings) | text (embeddings of init_text)")
-    init_text: str | None = Field(None, description="text for init='text'")
-    init_vocab_top: int = Field(5000, gt=0, description="init='vocab' samples from the first K token ids")
-    seed: int = Field(0, description="seed of the initialisation")
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.init == "text" and not self.init_text:
-            raise ValueError("init='text' needs init_text")
-        return self
+from shoulders.prompts.prompt_tuning import PromptSpec, initial_prompt
 
 
 class GateConfig(StrictModel):

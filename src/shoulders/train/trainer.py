@@ -6,7 +6,6 @@ evaluation with best-module saving; exact resume from the newest checkpoint.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
