@@ -224,3 +224,13 @@ def test_idpt_learns_a_skill_behind_a_prompt(minilm, tmp_path_factory):
     result = Trainer(cfg, backbone=lm, tasks=[task], module=module, progress=False).fit()
     after = evaluate(load_module(result.best_dir, lm), lm, [task], split="test")["average"]
     assert before < 60.0 and after >= 90.0, (before, after)
+
+
+def test_encoder_prompt_and_a_long_input_fit_the_encoder_positions(lm, tmp_path):
+    """The learned encoder prompt takes positions too: a long input is cut to what is left."""
+    bert = FrozenEncoder.from_pretrained(build_tiny_encoder(tmp_path / "bert", "bert"))  # 128 positions
+    m = make(lm, bert, encoder=str(tmp_path / "bert"), prompt_length=3, encoder_prompt_length=4,
+             max_encoder_tokens=512, hidden_size=32)
+    hidden, mask = m.encode([Example("word " * 400, "x")])
+    assert hidden.shape[1] == 128 and int(mask.sum()) == 128
+    assert torch.isfinite(m.loss(lm, [Example("word " * 400, "x")]))

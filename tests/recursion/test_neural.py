@@ -112,3 +112,19 @@ def test_pretrain_connector_changes_only_the_connector(lm):
     assert torch.equal(before["prompt1"], module.prompt1) and torch.equal(before["prompt2"], module.prompt2)
     assert not torch.equal(before["connector.gain"], module.connector.gain)
     assert module.prompt1.requires_grad and module.prompt2.requires_grad  # flags restored
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_questions_longer_than_the_window_are_cut_to_fit_both_passes(lm, repeat):
+    from shoulders.data.examples import Example
+
+    module = _module(lm, repeat_question=repeat, answer_tokens=8)
+    long_q = Example(input="the cat sat on the mat and " * 200 + "where was the cat?", target="mat")
+    ids = module.encode_inputs(lm, [long_q])[0]
+    copies = 2 if repeat else 1
+    assert 3 + len(ids) + 8 <= lm.max_context  # pass 1
+    assert 2 + copies * len(ids) + 8 <= lm.max_context  # pass 2: prompt2, Connector vectors (+ the question)
+    assert len(ids) == min(lm.max_context - 3 - 8, (lm.max_context - 2 - 8) // copies)  # cut no more than needed
+    assert torch.isfinite(module.loss(lm, [long_q]))
+    out = module.generate(lm, [long_q], GenerationConfig(max_new_tokens=8))
+    assert len(out) == 1 and len(out[0]) == 1

@@ -111,11 +111,11 @@ def generate(
     rows = batch * cfg.n
     generator = None
     if cfg.do_sample and cfg.seed is not None:
-        generator = torch.Generator(device=lm.device)
+        generator = torch.Generator(device=logits.device)  # sampling happens where the logits are
         generator.manual_seed(cfg.seed)
     eos = lm.eos_token_id
     stops = tuple(s for s in cfg.stop if s)
-    tail = max((len(s) for s in stops), default=0) + 4  # tokens to decode when checking stops
+    tail = max((len(s.encode()) for s in stops), default=0) + 4  # tokens a stop can span: at most one per byte
     out_ids: list[list[int]] = [[] for _ in range(rows)]
     out_lp: list[list[float]] = [[] for _ in range(rows)]
     reason = ["length"] * rows
@@ -142,7 +142,8 @@ def generate(
         if len(keep) < len(live):
             idx = torch.tensor(keep, device=lm.device)
             cache.batch_select_indices(idx)
-            mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
+            # the head's outputs sit on the last shard's device when the backbone is sharded
+            mask, pos, nxt = mask[idx], pos[idx], nxt[idx.to(nxt.device)]
             live = live[torch.tensor(keep)]
         mask = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1)
         kwargs = {

@@ -99,6 +99,12 @@ class FrozenEncoder(nn.Module):
             "embedding_fingerprint": embedding_fingerprint(self.embeddings.weight),
         }
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the encoder's position table holds (None: relative
+        positions, as in T5, with no hard limit)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
     # -------------------------------------------------------------------- cache
     def enable_cache(self, max_entries: int = 50_000) -> None:
         """Memoise outputs of prompt-free calls, per input (LRU). The frozen encoder is a

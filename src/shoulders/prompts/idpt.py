@@ -125,7 +125,11 @@ class InputDependentPrompt(SoftPromptModule):
     def encode(self, examples) -> tuple[Tensor, Tensor]:
         """The frozen encoder's view of each rendered input: ([B, T', E], mask [B, T'])."""
         texts = [self.config.text.render(ex if isinstance(ex, str) else ex.input) for ex in examples]
-        ids = self.encoder.tokenize(texts, self.config.max_encoder_tokens)
+        limit = self.config.max_encoder_tokens
+        n_prompt = 0 if self.encoder_prompt is None else self.encoder_prompt.shape[0]
+        if self.encoder.max_positions is not None:  # the learned encoder prompt takes positions too
+            limit = min(limit, self.encoder.max_positions - n_prompt)
+        ids = self.encoder.tokenize(texts, limit)
         if self.encoder_prompt is None:
             with torch.no_grad():  # nothing learned sits before the encoder: no backward through it
                 hidden, mask = self.encoder(ids)

@@ -156,7 +156,9 @@ class Reader(SoftPromptModule):
                 return None
             from shoulders.modules.io import load_module
 
-            return load_module(c.reranker_dir, None).eval()
+            # beside the reader's own weights (the backbone's device), not left on the CPU
+            device = next((p.device for p in self.parameters()), None)
+            return load_module(c.reranker_dir, None, device=device).eval()
         if not c.index_dir:
             raise ShouldersError("reader: this question has no packed context and the reader has no index_dir "
                                  "(set module.index_dir, or pass --index)")

@@ -44,6 +44,8 @@ class TwoPassConfig(ModuleConfig):
     pass2_copies_pass1: bool = Field(False, description="start prompt2 as a copy of prompt1 (after init_from), so "
                                      "pass 2 starts as the single pass; needs equal prompt lengths (build only)")
     gate: GateConfig = Field(default_factory=GateConfig, description="gated recursion at inference")
+    answer_tokens: int = Field(32, gt=0, description="tokens kept free for the answer when inputs are fit to the "
+                               "backbone's context window (longer inputs lose their first tokens)")
 
     @model_validator(mode="after")
     def _check_copy(self):
@@ -121,8 +123,25 @@ class TwoPassModule(SoftModule):
         return self._encode(backbone, [self.config.text.render(ex.input) for ex in examples])
 
     def _encode(self, backbone, texts: Sequence[str]) -> list[list[int]]:
-        limit = self.config.text.max_input_tokens
+        limit = min(self.config.text.max_input_tokens, self.input_room(backbone))
         return [t[-limit:] if len(t) > limit else t for t in backbone.encode(list(texts))]
+
+    def input_room(self, backbone) -> int:
+        """The most tokens one input may keep so that every pass (prompt + what it reads +
+        `answer_tokens`) fits the backbone's window; subclasses whose pass 2 reads more
+        than one copy of the input narrow it."""
+        n_prompt = max(self.prompt1.shape[0], self.prompt2.shape[0])
+        return self._room(backbone, n_prompt + self.config.answer_tokens)
+
+    @staticmethod
+    def _room(backbone, used: int, copies: int = 1) -> int:
+        room = (backbone.max_context - used) // copies
+        if room < 1:
+            from shoulders.errors import WindowError
+
+            raise WindowError(f"prompts and answer budget take {used} of the backbone's {backbone.max_context}-token "
+                              "window and leave no room for the input; shorten the prompts or answer_tokens")
+        return room
 
     def encode_targets(self, backbone, targets: Sequence[str]) -> list[list[int]]:
         return backbone.encode_targets([self.config.text.target_prefix + t for t in targets])

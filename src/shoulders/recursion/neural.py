@@ -106,6 +106,15 @@ class NeuralRecursion(TwoPassModule):
         h, mask, _ = self.pass1_states(backbone, ids)
         return self.pass2_prefix(h, mask), self._pass2_ids(ids)
 
+    def input_room(self, backbone) -> int:
+        """Pass 2 reads prompt2, the Connector's vectors (one per question token, or one) and
+        the question again (repeat_question): the input must fit that twice over."""
+        room = super().input_room(backbone)
+        used = self.prompt2.shape[0] + self.config.answer_tokens
+        if self.config.connect == "tokens":
+            return min(room, self._room(backbone, used, 2 if self.config.repeat_question else 1))
+        return min(room, self._room(backbone, used + 1))
+
     def _pass2_ids(self, ids: list[list[int]]) -> list[list[int]]:
         return ids if self.config.repeat_question else [[] for _ in ids]
 

@@ -240,7 +240,7 @@ class Engine:
 
     def _hits_stop(self, row: _Row) -> bool:
         """As in `backbone.generation`: decode only the tail a stop string could span."""
-        tail = max(map(len, row.job.stop)) + 4
+        tail = max(len(s.encode()) for s in row.job.stop) + 4
         return stop_at(self.lm.decode(row.tokens[-tail:]), row.job.stop) is not None
 
     def _stream(self, row: _Row) -> None:

@@ -107,7 +107,7 @@ class DecodeBatch:
         """Keep rows `keep` (in that order; an index may repeat) and drop the rest."""
         idx = torch.tensor(list(keep), dtype=torch.long, device=self.mask.device)
         self.cache.batch_select_indices(idx)
-        self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx]
+        self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx.to(self.logits.device)]
         if trim and len(keep):
             self._trim()
 

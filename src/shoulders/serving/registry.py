@@ -30,10 +30,15 @@ def valid_name(name: str) -> bool:
 def is_batched(module) -> bool:
     """True when the module's rows can join the mixed batch: it is a soft-prompt module
     that keeps the shared generation (a module overriding `generate` has its own
-    inference logic, e.g. recursion, and runs as its own batch)."""
+    inference logic, e.g. recursion, and runs as its own batch) and the shared input
+    encoding (tokenising only: the request handler runs it on the event loop, so a
+    module whose inputs need real work, a reader retrieving and re-ranking, runs as
+    its own job on the scheduler thread)."""
     from shoulders.modules.base import SoftPromptModule
 
-    return isinstance(module, SoftPromptModule) and type(module).generate is SoftPromptModule.generate
+    cls = type(module)
+    return (isinstance(module, SoftPromptModule) and cls.generate is SoftPromptModule.generate
+            and cls.encode_inputs is SoftPromptModule.encode_inputs)
 
 
 @dataclass
