@@ -42,7 +42,7 @@ class Budget:
 
 
 FULL = Budget()
-QUICK = Budget(steps=80, eval_every=40, eval_max_examples=20)
+QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: the demo's --quick budget
 
 # Per-method hyper-parameters, each tuned on the *dev* split of the stand-in suite (8 prompted
 # tasks, 240 steps, seed 0; best dev average in brackets):

@@ -74,7 +74,7 @@ class ReaderSettings:
 
     @classmethod
     def quick(cls) -> "ReaderSettings":
-        return cls(reranker_steps=30, reader_steps=60, reader_train_questions=240, save_reader=False)
+        return cls(reranker_steps=30, reader_steps=40, reader_train_questions=120, save_reader=False)
 
 
 def _retrievers(passages: list[Passage], progress: bool):

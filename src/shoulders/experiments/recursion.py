@@ -75,7 +75,7 @@ class RecursionSettings:
 
     @classmethod
     def quick(cls) -> "RecursionSettings":
-        return cls(single_steps=160, steps=80, lr_grid=(0.3,), pretrain_steps=40, eval_every=80)
+        return cls(single_steps=100, steps=50, lr_grid=(0.3,), pretrain_steps=30, eval_every=50)
 
 
 # -------------------------------------------------------------------- training
