@@ -739,6 +739,11 @@ for _id, _what, _content, _pattern, _extra in [
 row("cli-index-build-missing-corpus", INDEX, "`shoulders index build --corpus nope.jsonl`")(lambda w, tmp: Cli(
     ["index", "build", "--corpus", "nope.jsonl", "--kind", "bm25", "--out", "idx"],
     r"^shoulders index: error: nope\.jsonl: corpus file not found$"))
+row("cli-index-query-broken-index-json", "CLI shoulders index query", "`shoulders index query` on an index whose "
+    "index.json is cut short")(lambda w, tmp: (put(tmp / "idx" / "index.json", '{"format_version": 1,\n'), Cli(
+        ["index", "query", "idx", "who"],
+        r"^shoulders index: error: idx/index\.json: invalid JSON \(Expecting property name enclosed in double quotes "
+        r"at line 2\)$"))[1])
 
 
 # --- HTTP requests (more in tests/serving/test_errors.py) ------------------------------------------

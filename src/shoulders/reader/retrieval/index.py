@@ -16,6 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from shoulders import __version__
+from shoulders.errors import ShouldersError
 from shoulders.reader.corpus import load_passages
 from shoulders.reader.retrieval.base import Hit, Retriever
 from shoulders.reader.retrieval.bm25 import BM25Config, BM25Retriever
@@ -94,17 +95,17 @@ def read_index_meta(index_dir: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        raise ShouldersError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object with format_version, kind, config")
+        raise ShouldersError(f"{path}: expected a JSON object with format_version, kind, config")
     for key in ("format_version", "kind", "config"):
         if key not in meta:
-            raise ValueError(f"{path}: missing field {key!r} (expected format_version, kind, config)")
+            raise ShouldersError(f"{path}: missing field {key!r} (expected format_version, kind, config)")
     if meta["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {meta['format_version']!r} is not the one this shoulders "
+        raise ShouldersError(f"{path}: format_version {meta['format_version']!r} is not the one this shoulders "
                          f"reads ({FORMAT_VERSION}); rebuild the index")
     if meta["kind"] not in RETRIEVERS:
-        raise ValueError(f"{path}: unknown kind {meta['kind']!r}: expected one of {sorted(RETRIEVERS)}")
+        raise ShouldersError(f"{path}: unknown kind {meta['kind']!r}: expected one of {sorted(RETRIEVERS)}")
     return meta
 
 
