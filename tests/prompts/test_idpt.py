@@ -88,6 +88,33 @@ def test_prefix_scale_and_only_module_gets_gradients(lm, minilm):
     assert not any(k.startswith("encoder.model") for k in m.state_to_save())
 
 
+def test_shared_prompt_starts_as_prompt_tuning_and_takes_its_own_lr(lm, minilm, tmp_path):
+    """p(x) = P + g(x): at step 0 every input gets P exactly (g's output projection is
+    zero); after a step g(x) differs per input; P sits in its own optimizer group."""
+    m = make(lm, minilm, prompt_length=3, encoder_prompt_length=0, hidden_size=32, shared_prompt=True,
+             shared_lr=0.05)
+    with torch.no_grad():
+        start = m.prefix(lm, MIXED)
+    assert torch.equal(start, m.shared_prompt.detach().unsqueeze(0).expand(len(MIXED), -1, -1))
+    ratio = m.shared_prompt.std().item() / lm.input_embeddings.weight.std().item()
+    assert 0.5 < ratio < 2.0, ratio  # vocabulary-initialised, as prompt tuning is
+    groups = m.param_groups(1e-3)
+    assert [g["lr"] for g in groups] == [1e-3, 0.05]
+    assert groups[1]["params"] == [m.shared_prompt]
+    assert sum(len(g["params"]) for g in groups) == len(list(m.trainable_parameters()))
+    opt = torch.optim.AdamW(groups)
+    m.loss(lm, MIXED).backward()
+    assert m.generator.proj_out.weight.grad.abs().sum() > 0  # the generator learns from the first step
+    opt.step()
+    with torch.no_grad():
+        after = m.prefix(lm, MIXED)
+    assert (after[0] - after[1]).abs().max() > 0  # now input-dependent
+    save_module(m, tmp_path / "m", lm)
+    with torch.no_grad():
+        assert torch.equal(load_module(tmp_path / "m", lm).eval().prefix(lm, MIXED), m.eval().prefix(lm, MIXED))
+    assert make(lm, minilm, prompt_length=3, hidden_size=32).param_groups(0.1)[0]["lr"] == 0.1
+
+
 def test_training_steps_leave_encoder_and_lm_bit_identical(lm, minilm):
     m = make(lm, minilm, prompt_length=4, encoder_prompt_length=2, hidden_size=32, dropout=0.1)
     enc_before = {k: v.clone() for k, v in m.encoder.state_dict().items()}

@@ -17,6 +17,7 @@ import torch
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, median, paired_ratio, release
+from shoulders.prompts.prompt_tuning import embedding_std
 
 
 @dataclass
@@ -35,7 +36,7 @@ def contenders(lm, w: GenWorkload) -> dict:
     from shoulders.backbone import GenerationConfig
 
     g = torch.Generator().manual_seed(w.seed)
-    std = lm.input_embeddings.weight.detach().float().std().item()
+    std = embedding_std(lm.input_embeddings.weight.detach())
     prefix = (torch.randn(w.prompt, lm.hidden_size, generator=g) * std).to(lm.device, lm.dtype)
     ids = torch.randint(1, min(lm.vocab_size, 5000), (w.batch, w.input_tokens), generator=g).tolist()
     greedy = GenerationConfig(max_new_tokens=w.new_tokens)

@@ -98,8 +98,12 @@ def step_ms(module, lm, batch: list[Example], repeats: int = 3) -> float:
 
 
 def run_one(method: str, spec: dict, tasks: list[Task], lm, *, backbone_path: str, seed: int, budget: Budget,
-            out: Path, encoder=None, encoder_path: str | None = None, progress: bool = True) -> dict:
-    """Train one method for one seed, select on dev, score on test. Returns scores and costs."""
+            out: Path, encoder=None, encoder_path: str | None = None, progress: bool = True,
+            evaluate_test: bool = True) -> dict:
+    """Train one method for one seed, select on dev, score on test. Returns scores and costs.
+
+    `evaluate_test=False` (hyper-parameter sweeps) never touches the test split.
+    """
     from safetensors.torch import load_file
 
     from shoulders.modules.registry import module_class
@@ -116,7 +120,7 @@ def run_one(method: str, spec: dict, tasks: list[Task], lm, *, backbone_path: st
     fit_s = time.perf_counter() - start
     if result.best_dir is not None:  # model selection on dev
         module.load_saved_state(load_file(str(result.best_dir / "weights.safetensors")))
-    test = evaluate(module, lm, tasks, split="test", max_new_tokens=budget.max_new_tokens)
+    test = evaluate(module, lm, tasks, split="test", max_new_tokens=budget.max_new_tokens) if evaluate_test else None
     batch = [t.train[i % len(t.train)] for i, t in zip(range(budget.batch_size), tasks * budget.batch_size)]
     return {
         "test": test,

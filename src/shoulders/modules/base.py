@@ -74,6 +74,11 @@ class SoftModule(nn.Module):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups at base learning rate `lr`; one group unless a
+        module knows some of its parameters want other steps (see ID-PT's `shared_lr`)."""
+        return [{"params": list(self.trainable_parameters()), "lr": lr}]
+
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 

@@ -11,7 +11,15 @@ carry the task's identity and what the encoder understood of the input.
          --> [B, P_e+T, E] --cross-attention (L queries)--> p(x) [B, L, D]
     prefix = [fixed prompt (F, optional) ; p(x)]                           [B, F+L, D]
 
-Learned (and saved): the encoder prompt, the cross-attention network, the fixed prompt.
+With `shared_prompt`, p(x) = P + g(x): an input-independent prompt P (initialised from
+vocabulary embeddings, as prompt tuning is) plus the generated part g(x), whose output
+projection starts at zero (as LoRA's B does). Training then starts exactly where prompt
+tuning starts, and the generator learns only what should differ between inputs. P and
+the fixed prompt are soft prompts, which want the larger steps prompt tuning takes:
+`shared_lr` sets their learning rate apart from the network's.
+
+Learned (and saved): the encoder prompt, the cross-attention network, the fixed and
+shared prompts.
 Frozen (rebuilt at load from its recorded name, checked by embedding fingerprint): the
 encoder. The LM is the shared frozen backbone, as for every module.
 """
@@ -51,6 +59,10 @@ class IDPTConfig(ModuleConfig):
     self_attention: bool = Field(True, description="a self-attention layer among the prompt vectors in each block")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the cross-attention network")
     fixed_prompt_length: int = Field(0, ge=0, description="F: an input-independent learned prompt placed before p(x)")
+    shared_prompt: bool = Field(False, description="p(x) = P + g(x): a learned shared prompt P (vocabulary-initialised) "
+                                "plus the generated part, which starts at zero, so training starts from prompt tuning")
+    shared_lr: float | None = Field(None, gt=0, description="learning rate of the input-independent prompts (fixed "
+                                    "and shared); default: the optimizer's lr")
     seed: int = Field(0, description="seed of the initialisation")
 
     @model_validator(mode="after")
@@ -75,17 +87,26 @@ class InputDependentPrompt(SoftPromptModule):
             mlp_ratio=config.mlp_ratio, dropout=config.dropout, self_attention=config.self_attention, out_std=out_std)
         self.fixed_prompt = nn.Parameter(torch.zeros(config.fixed_prompt_length, lm_hidden)) \
             if config.fixed_prompt_length else None
+        self.shared_prompt = nn.Parameter(torch.zeros(config.prompt_length, lm_hidden)) \
+            if config.shared_prompt else None
+        if config.shared_prompt:  # g(x) starts at zero: p(x) = P at step 0
+            nn.init.zeros_(self.generator.proj_out.weight)
         self._encoder_info: dict | None = None
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def build(cls, config: IDPTConfig, backbone, *, encoder: FrozenEncoder | None = None) -> "InputDependentPrompt":
+    def build(cls, config: IDPTConfig, backbone, *, encoder: FrozenEncoder | None = None,
+              initialise: bool = True) -> "InputDependentPrompt":
         """A fresh module for `backbone`. `encoder` reuses an already loaded copy of
-        `config.encoder` (several modules, seeds or tests then share one frozen encoder)."""
-        from shoulders.prompts.prompt_tuning import PromptTuningConfig, initial_prompt
+        `config.encoder` (several modules, seeds or tests then share one frozen encoder).
+        `initialise=False` (loading saved weights over it) skips the data-dependent
+        initialisation, which reads the LM's whole embedding table."""
+        from shoulders.prompts.prompt_tuning import PromptTuningConfig, embedding_std, initial_prompt
 
         encoder = encoder if encoder is not None else FrozenEncoder.from_pretrained(config.encoder)
-        out_std = backbone.input_embeddings.weight.detach().float().std().item()
+        if not initialise:
+            return cls(config, encoder, backbone.hidden_size).to(backbone.device)
+        out_std = embedding_std(backbone.input_embeddings.weight.detach())
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             module = cls(config, encoder, backbone.hidden_size, out_std)
@@ -98,14 +119,26 @@ class InputDependentPrompt(SoftPromptModule):
         if module.fixed_prompt is not None:
             fixed = PromptTuningConfig(num_virtual_tokens=config.fixed_prompt_length, init="vocab", seed=config.seed)
             module.fixed_prompt.data.copy_(initial_prompt(fixed, backbone))
+        if module.shared_prompt is not None:
+            shared = PromptTuningConfig(num_virtual_tokens=config.prompt_length, init="vocab", seed=config.seed + 1)
+            module.shared_prompt.data.copy_(initial_prompt(shared, backbone))
         return module.to(backbone.device)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """The soft prompts (fixed, shared) at `shared_lr`, everything else at `lr`."""
+        prompts = [p for p in (self.fixed_prompt, self.shared_prompt) if p is not None and p.requires_grad]
+        if self.config.shared_lr is None or not prompts:
+            return super().param_groups(lr)
+        ids = {id(p) for p in prompts}
+        rest = [p for p in self.trainable_parameters() if id(p) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": prompts, "lr": self.config.shared_lr}]
 
     @classmethod
     def from_saved(cls, config: IDPTConfig, meta: dict, backbone) -> "InputDependentPrompt":
         """Rebuild the encoder from its recorded name and refuse a different one."""
         recorded = (meta.get("frozen_components") or {}).get("encoder")
         try:
-            module = cls.build(config, backbone)
+            module = cls.build(config, backbone, initialise=False)
         except FileNotFoundError as e:
             where = (recorded or {}).get("resolved_path", config.encoder)
             raise ModuleFormatError(f"{e} (the module was trained with the encoder at {where!r})") from None
@@ -145,6 +178,8 @@ class InputDependentPrompt(SoftPromptModule):
         """[B, F+L, D]: the fixed prompt (if any) followed by the generated p(x)."""
         hidden, mask = self.encode(examples)
         prompt = self.generator(hidden, mask)
+        if self.shared_prompt is not None:
+            prompt = prompt + self.shared_prompt.unsqueeze(0)
         if self.fixed_prompt is not None:
             prompt = torch.cat([self.fixed_prompt.unsqueeze(0).expand(prompt.shape[0], -1, -1), prompt], dim=1)
         return prompt

@@ -60,13 +60,27 @@ class PromptTuning(SoftPromptModule):
         return self.prompt  # one [P, D] prompt shared by every row
 
 
+def embedding_std(weight: torch.Tensor, chunk_rows: int = 16384) -> float:
+    """Std of all entries of an embedding matrix, in float64, a chunk of rows at a time:
+    `weight.float().std()` would first copy a bf16 giant's whole table to float32 (4 GB
+    for a 128k x 8k vocabulary)."""
+    total, sq, n = 0.0, 0.0, weight.numel()
+    with torch.no_grad():
+        for start in range(0, weight.shape[0], chunk_rows):
+            block = weight[start:start + chunk_rows].double()
+            total += block.sum().item()
+            sq += block.square().sum().item()
+    mean = total / n
+    return max(sq / n - mean * mean, 0.0) ** 0.5 * (n / max(n - 1, 1)) ** 0.5
+
+
 def initial_prompt(config: PromptTuningConfig, backbone) -> torch.Tensor:
     """The starting [N, D] prompt, in float32 (trainable weights stay float32)."""
     n = config.num_virtual_tokens
     weight = backbone.input_embeddings.weight.detach()
     gen = torch.Generator().manual_seed(config.seed)
     if config.init == "random":
-        std = weight.float().std().item()
+        std = embedding_std(weight)
         return torch.randn(n, weight.shape[1], generator=gen) * std
     if config.init == "vocab":
         top = min(config.init_vocab_top, weight.shape[0])

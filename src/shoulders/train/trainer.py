@@ -120,10 +120,11 @@ class Trainer:
     # -------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
         cfg, t = self.config, self.config.train
-        params = [p for p in self.module.trainable_parameters()]
-        if not params:
+        groups = [g for g in self.module.param_groups(cfg.optim.lr) if g["params"]]
+        if not groups:
             raise ValueError(f"{cfg.method}: the module has no trainable parameters")
-        optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+        params = [p for g in groups for p in g["params"]]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                       weight_decay=cfg.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(cfg.optim.schedule, cfg.optim.warmup_steps, t.steps))

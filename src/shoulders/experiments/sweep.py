@@ -1,0 +1,187 @@
+"""Dev-split sweeps for the multi-task experiment: how `METHODS` was chosen.
+
+`python -m shoulders.experiments.sweep --variant 'idpt:lr=3e-3' --variant 'idpt:prompt_length=32'`
+trains each variant on the toyworld mixture with the demo's full budget and reports
+its best dev average (the Trainer's model-selection score). The test split is never
+evaluated here, so choosing hyper-parameters from this output cannot leak test data.
+
+A variant is `method:key=value,key=value`; `lr` sets the learning rate, any other key a
+field of the method's module config (e.g. `prompt_length`, `encoder_prompt_length`,
+`fixed_prompt_length`, `num_virtual_tokens`).
+
+`--recursion` sweeps recursion instead: the single pass is trained once (as in the demo:
+lr from the grid, best dev step), then each variant `neural:key=value,...` (or
+`textual:...`) trains
+on top of it and reports dev EM (all, 1-hop, 2-hop). Keys are `RecursionSettings` fields
+(`steps`, `neural_lr`, `pretrain_steps`, ...) or fields of its `neural` config (`connect`,
+`pass1_loss_weight`, `connector.layers`, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from shoulders.utils.fs import atomic_write_json
+
+
+def parse_variant(text: str) -> tuple[str, dict, dict]:
+    """'idpt:lr=3e-3,prompt_length=32' -> ('idpt', {'lr': 0.003}, {'prompt_length': 32})."""
+    from shoulders.experiments.multitask import METHODS
+
+    method, _, rest = text.partition(":")
+    if method not in METHODS:
+        raise ValueError(f"variant {text!r}: unknown method {method!r}; expected one of {list(METHODS)}")
+    top, module = {}, {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"variant {text!r}: {item!r} is not key=value")
+        parsed = json.loads(value) if value[:1] in "[{\"" else _number(value)
+        (top if key == "lr" else module)[key] = parsed
+    return method, top, module
+
+
+def _number(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: Path, steps: int | None = None,
+              progress: bool = True) -> list[dict]:
+    """Train each variant once (module seed `seed`) and return its best dev average."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.experiments.demo import THREADS
+    from shoulders.experiments.multitask import FULL, METHODS, run_one
+    from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
+    from shoulders.toyworld import ensure_backbones, load_world_data
+
+    torch.set_num_threads(THREADS)
+    budget = replace(FULL, steps=steps) if steps else FULL
+    small = str(ensure_backbones(world_seed, names=("toy-small",), threads=THREADS)["toy-small"])
+    tasks = load_world_data(world_seed).tasks
+    lm = FrozenLM.from_pretrained(small, dtype="float32", device="auto")
+    results = []
+    for text in variants:
+        method, top, module = parse_variant(text)
+        spec = copy.deepcopy(METHODS[method])
+        spec.update(top)
+        spec["module"].update(module)
+        encoder = None
+        if method == "idpt":
+            encoder = FrozenEncoder.from_pretrained(DEFAULT_ENCODER, device=lm.device)
+            if not spec["module"].get("encoder_prompt_length", 0):
+                encoder.enable_cache()
+        start = time.perf_counter()
+        run = run_one(method, spec, tasks, lm, backbone_path=small, seed=seed, budget=budget,
+                      out=out / "runs" / f"{len(results):02d}-{method}", encoder=encoder,
+                      encoder_path=DEFAULT_ENCODER if encoder is not None else None, progress=progress,
+                      evaluate_test=False)
+        best = max(run["dev_curve"], key=lambda p: p[1])
+        results.append({"variant": text, "method": method, "spec": spec, "best_dev": best[1], "best_step": best[0],
+                        "dev_curve": run["dev_curve"], "trainable_params": run["trainable_params"],
+                        "wall_s": time.perf_counter() - start})
+        print(f"{text:60s} best dev {best[1]:.1f} at step {best[0]}", flush=True)
+        atomic_write_json(out / "sweep.json", {"seed": seed, "world_seed": world_seed, "budget": budget.__dict__,
+                                              "results": results})
+    return results
+
+
+def parse_recursion_variant(text: str) -> tuple[dict, dict]:
+    """'neural:steps=400,connector.layers=2' -> ({'steps': 400}, {'connector': {'layers': 2}})."""
+    from dataclasses import fields
+
+    from shoulders.experiments.recursion import RecursionSettings
+
+    kind, _, rest = text.partition(":")
+    if kind not in ("neural", "textual"):
+        raise ValueError(f"recursion variant {text!r}: expected 'neural:key=value,...' or 'textual:key=value,...'")
+    names = {f.name for f in fields(RecursionSettings)}
+    top, neural = {}, {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"variant {text!r}: {item!r} is not key=value")
+        value = json.loads(value) if value[:1] in "[{\"" else _number(value)
+        if key in names:
+            top[key] = value
+        else:
+            head, _, sub = key.partition(".")
+            (neural.setdefault(head, {}).__setitem__(sub, value) if sub else neural.__setitem__(head, value))
+    return top, neural
+
+
+def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: Path,
+                        progress: bool = True) -> list[dict]:
+    """Neural-recursion variants on top of one single-pass module; dev EM only."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.experiments.demo import THREADS
+    from shoulders.experiments.recursion import RecursionSettings, _neural, _single_pass, _textual
+    from shoulders.recursion.evaluate import score_neural, score_single, summarize
+    from shoulders.toyworld import ensure_backbones, load_world_data
+
+    torch.set_num_threads(THREADS)
+    base = RecursionSettings.full()
+    small_path = str(ensure_backbones(world_seed, names=("toy-small",), threads=THREADS)["toy-small"])
+    data = load_world_data(world_seed)
+    cb, small = data.closedbook, FrozenLM.from_pretrained(small_path, dtype="float32", device="cpu")
+    single, single_dir, lr = _single_pass(small, cb, base, seed, out / "single", None, progress)
+    rows = [{"variant": "single_pass", "lr": lr, **summarize(score_single(single, small, cb.dev, base.max_new_tokens)[0], 1.0)}]
+    print(f"{'single_pass':60s} dev EM {rows[0]['em']:.1f} (1-hop {rows[0]['em_1hop']:.1f}, "
+          f"2-hop {rows[0]['em_2hop']:.1f})", flush=True)
+    for text in variants:
+        top, neural = parse_recursion_variant(text)
+        merged = copy.deepcopy(base.neural)
+        for k, v in neural.items():
+            merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+        settings = replace(base, **top, neural=merged)
+        start = time.perf_counter()
+        run_dir = out / "runs" / f"{len(rows):02d}"
+        if text.startswith("textual"):
+            scores = _textual(small, cb, cb.dev, settings, seed, single_dir, run_dir, progress)
+        else:
+            module = _neural(small, cb, settings, seed, single_dir, run_dir, data.corpus, True, progress, {})
+            scores = summarize(score_neural(module, small, cb.dev, settings.max_new_tokens)[0], 2.0)
+        row = {"variant": text, "settings": {**top, "neural": merged}, **scores, "wall_s": time.perf_counter() - start}
+        rows.append(row)
+        print(f"{text:60s} dev EM {row['em']:.1f} (1-hop {row['em_1hop']:.1f}, 2-hop {row['em_2hop']:.1f})",
+              flush=True)
+        atomic_write_json(out / "recursion_sweep.json", {"seed": seed, "world_seed": world_seed, "results": rows})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", action="append", required=True, help="method:key=value,... (repeatable)")
+    ap.add_argument("--seed", type=int, default=0, help="module seed")
+    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="override the full budget's steps")
+    ap.add_argument("--out", default="runs/sweep")
+    ap.add_argument("--recursion", action="store_true", help="sweep neural-recursion variants (dev EM)")
+    args = ap.parse_args(argv)
+    for v in args.variant:  # fail on a typo before any training
+        parse_recursion_variant(v) if args.recursion else parse_variant(v)
+    if args.recursion:
+        run_recursion_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out))
+        return 0
+    run_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out), steps=args.steps)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
