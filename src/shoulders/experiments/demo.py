@@ -10,9 +10,9 @@ then runs the paper's three experiments on them and writes, under `out`:
 
 `seed` is the *world* seed; module seeds are `seed, seed+1, ...` (3 in the full demo,
 1 with `--quick`), so the same seed gives the same numbers and another seed builds a
-different world. The two backbones, and then the three experiments, are independent, so
-with `jobs=2` they run in two worker processes (one thread each, as with `jobs=1`):
-the same numbers in less wall time.
+different world. With `jobs=2` the two backbones and the three experiments run in two
+worker processes (one thread each, as with `jobs=1`), each experiment starting as soon
+as the backbones it needs are ready: the same numbers in less wall time.
 """
 from __future__ import annotations
 
@@ -53,39 +53,50 @@ class DemoConfig:
         return list(range(self.seed, self.seed + n))
 
 
-def _pretrain_one(seed: int, quick: bool, cache_dir: str | None, name: str, progress: bool) -> str:
-    from shoulders.toyworld import ensure_backbones
+def _backbone_job(seed: int, quick: bool, cache_dir: str | None, name: str, progress: bool) -> dict:
+    """Pre-train (or reuse) one backbone and measure what it knows: few-shot closed-book
+    EM. A top-level function so a worker process can run it."""
+    import torch
 
-    return str(ensure_backbones(seed, quick=quick, cache_dir=cache_dir, names=(name,), progress=progress,
-                                threads=THREADS)[name])
+    from shoulders.toyworld import ensure_backbones, fewshot_eval, load_world_data
 
-
-def _backbones(cfg: DemoConfig) -> dict:
-    from shoulders.toyworld import ToyworldConfig, chance, fewshot_eval, load_world_data
-
-    names = [m.name for m in (ToyworldConfig.quick() if cfg.quick else ToyworldConfig.full()).models]
-    args = [(cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress) for n in names]
-    if cfg.jobs > 1:  # the backbones are independent: one process each (cached ones return at once)
-        with ProcessPoolExecutor(max_workers=min(cfg.jobs, len(names))) as pool:
-            paths = dict(zip(names, pool.map(_pretrain_one, *zip(*args))))
-    else:
-        paths = {n: _pretrain_one(*a) for n, a in zip(names, args)}
-    cb = load_world_data(cfg.seed, quick=cfg.quick).closedbook
-    world = load_world_data(cfg.seed, quick=cfg.quick).world
-    out: dict = {}
-    for name, path in paths.items():
-        stats = json.loads((Path(path) / "pretrain.json").read_text())
-        res = fewshot_eval(path, cb.test, cb.train)
-        out[name] = {"path": str(path), "params": stats["params"], "pretrain_wall_s": stats["wall_time_s"],
-                     "final_loss": stats["final_loss"], "fewshot_closed_book_em": 100 * res.em,
-                     "fewshot_em_1hop": 100 * res.by_group.get("hops=1", float("nan")),
-                     "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan"))}
-    chance_by_hops = {h: 100 * chance(world, [q for q in cb.test if q.meta["hops"] == h]) for h in (1, 2)}
-    return {"backbones": out, "chance": {"em_1hop": chance_by_hops[1], "em_2hop": chance_by_hops[2]},
-            "n_closed_book_test": len(cb.test)}
+    torch.set_num_threads(THREADS)
+    path = ensure_backbones(seed, quick=quick, cache_dir=cache_dir, names=(name,), progress=progress,
+                            threads=THREADS)[name]
+    stats = json.loads((Path(path) / "pretrain.json").read_text())
+    cb = load_world_data(seed, quick=quick).closedbook
+    res = fewshot_eval(path, cb.test, cb.train)
+    return {"path": str(path), "params": stats["params"], "pretrain_wall_s": stats["wall_time_s"],
+            "final_loss": stats["final_loss"], "fewshot_closed_book_em": 100 * res.em,
+            "fewshot_em_1hop": 100 * res.by_group.get("hops=1", float("nan")),
+            "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan"))}
 
 
-def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str,
+def _chance(cfg: "DemoConfig") -> dict:
+    from shoulders.toyworld import chance, load_world_data
+
+    data = load_world_data(cfg.seed, quick=cfg.quick)
+    cb = data.closedbook
+    by_hops = {h: 100 * chance(data.world, [q for q in cb.test if q.meta["hops"] == h]) for h in (1, 2)}
+    return {"chance": {"em_1hop": by_hops[1], "em_2hop": by_hops[2]}, "n_closed_book_test": len(cb.test)}
+
+
+def _backbone_names(cfg: "DemoConfig") -> list[str]:
+    from shoulders.toyworld import ToyworldConfig
+
+    return [m.name for m in (ToyworldConfig.quick() if cfg.quick else ToyworldConfig.full()).models]
+
+
+# What each experiment needs: multitask and reader run on toy-small alone, so with workers
+# they start as soon as toy-small is ready, while toy-large is still pre-training.
+NEEDS = {"multitask": ("toy-small",), "reader": ("toy-small",), "recursion": ("toy-small", "toy-large")}
+# Submission order once an experiment's backbones are ready (the pool runs jobs in this order
+# as workers free up): the short reader first, so recursion can follow it on the same worker
+# while multitask, the longest, takes the other.
+PRIORITY = ("reader", "multitask", "recursion")
+
+
+def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str | None,
                 progress: bool) -> dict:
     """One experiment; a top-level function so a worker process can run it."""
     import torch
@@ -126,16 +137,17 @@ def run_demo(cfg: DemoConfig) -> dict:
     t0 = time.perf_counter()
     results: dict = {"seed": cfg.seed, "quick": cfg.quick, "seeds_per_experiment": len(cfg.module_seeds),
                      "module_seeds": cfg.module_seeds}
-    results.update(_backbones(cfg))
-    cfg.timings["backbones_s"] = time.perf_counter() - t0
-    small, large = results["backbones"]["toy-small"]["path"], results["backbones"]["toy-large"]["path"]
-    args = {s: (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress) for s in cfg.sections}
-    if cfg.jobs > 1 and len(cfg.sections) > 1:
-        with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
-            futures = {s: pool.submit(run_section, *args[s]) for s in cfg.sections}
-            sections = {s: f.result() for s, f in futures.items()}
+    names = _backbone_names(cfg)
+    if cfg.jobs > 1:
+        backbones, sections = _run_pool(cfg, names, out, t0)
     else:
-        sections = {s: run_section(*args[s]) for s in cfg.sections}
+        backbones = {n: _backbone_job(cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress) for n in names}
+        cfg.timings["backbones_s"] = time.perf_counter() - t0
+        small, large = backbones["toy-small"]["path"], backbones["toy-large"]["path"]
+        sections = {s: run_section(s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress)
+                    for s in cfg.sections}
+    results["backbones"] = backbones
+    results.update(_chance(cfg))
     for s in SECTIONS:
         if s in sections:
             results[s] = sections[s]
@@ -147,6 +159,33 @@ def run_demo(cfg: DemoConfig) -> dict:
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", report_markdown(results, out))
     return results
+
+
+def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[dict, dict]:
+    """Backbones and experiments in `cfg.jobs` worker processes, each experiment submitted
+    as soon as the backbones it needs are ready (`NEEDS`, in `PRIORITY` order)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    backbones: dict = {}
+    sections: dict = {}
+    with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
+        pending = {pool.submit(_backbone_job, cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress): ("backbone", n)
+                   for n in names}
+        waiting = [s for s in PRIORITY if s in cfg.sections]
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                kind, name = pending.pop(future)
+                (backbones if kind == "backbone" else sections)[name] = future.result()
+            if len(backbones) == len(names) and "backbones_s" not in cfg.timings:
+                cfg.timings["backbones_s"] = time.perf_counter() - t0
+            for s in [s for s in waiting if all(n in backbones for n in NEEDS[s])]:
+                waiting.remove(s)
+                large = backbones.get("toy-large", {}).get("path")
+                args = (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), backbones["toy-small"]["path"], large,
+                        cfg.progress)
+                pending[pool.submit(run_section, *args)] = ("section", s)
+    return {n: backbones[n] for n in names}, sections
 
 
 def _rel(path: str | None, out: Path) -> str:

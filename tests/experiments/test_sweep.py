@@ -1,0 +1,28 @@
+"""The dev-sweep tool's variant syntax (the training itself is the demo's, tested there)."""
+import pytest
+
+from shoulders.experiments.sweep import parse_recursion_variant, parse_variant
+
+
+def test_parse_variant_splits_lr_from_module_fields():
+    assert parse_variant("idpt:lr=3e-3,prompt_length=32,shared_prompt=true") == (
+        "idpt", {"lr": 0.003}, {"prompt_length": 32, "shared_prompt": "true"})
+    assert parse_variant("prompt_tuning:") == ("prompt_tuning", {}, {})
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("lora:lr=1", "unknown method 'lora'"),
+    ("idpt:lr", "'lr' is not key=value"),
+])
+def test_parse_variant_refuses_typos(bad, message):
+    with pytest.raises(ValueError, match=message):
+        parse_variant(bad)
+
+
+def test_parse_recursion_variant_routes_settings_and_nested_neural_keys():
+    top, neural = parse_recursion_variant("neural:steps=400,neural_lr=0.03,connector.layers=2,connect=last")
+    assert top == {"steps": 400, "neural_lr": 0.03}
+    assert neural == {"connector": {"layers": 2}, "connect": "last"}
+    assert parse_recursion_variant("textual:temperature=0.5") == ({"temperature": 0.5}, {})
+    with pytest.raises(ValueError, match="expected 'neural:key=value"):
+        parse_recursion_variant("gated:steps=1")
