@@ -53,6 +53,18 @@ def test_train_bench_writes_its_section_and_json(root):
     assert text.count("## Training step") == 1
 
 
+def test_section_flag_writes_beside_the_main_table(root):
+    """`--section` (a run at extra sizes) adds its own section and JSON; the main one stays."""
+    args = _args(root, "train", sizes="tiny", methods="pt,idpt", batch=2, input_tokens=8, target_tokens=2, prompt=3,
+                 ft_max_params=2e8, matmul_n=128, section="Training step at 35x the encoder")
+    assert run_benches(["train"], args) == 0
+    text = (root / "BENCHMARKS.md").read_text()
+    _kept(text)
+    assert "old table" in text and text.count("## Training step at 35x the encoder") == 1
+    assert (root / "benchmarks" / "training_step_at_35x_the_encoder.json").is_file()
+    assert not (root / "benchmarks" / "train.json").exists()
+
+
 def test_generate_bench(root):
     args = _args(root, "generate", sizes="tiny", batch=2, input_tokens=6, prompt=3, new_tokens=4)
     assert run_benches(["generate"], args) == 0

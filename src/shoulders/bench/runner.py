@@ -6,6 +6,7 @@ plain namespace, and apart from the bench files so each of those only measures.
 from __future__ import annotations
 
 import os
+import re
 import time
 from types import SimpleNamespace
 
@@ -108,6 +109,9 @@ def run_benches(names: list[str], args) -> int:
                       device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads, clock=args.clock,
                       peak_tflops=args.peak_tflops or None, total_s=round(time.perf_counter() - t0, 1))
         title, json_name = SECTIONS[name]
+        if getattr(args, "section", None):  # an extra section beside the bench's own
+            title = args.section.strip()
+            json_name = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") or json_name
         text = markdown(result, report.header(title, result))
         print(text)
         if not args.no_write:

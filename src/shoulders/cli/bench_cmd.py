@@ -36,6 +36,9 @@ def _common(p: argparse.ArgumentParser, sizes: bool = True) -> None:
     p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ are written")
     p.add_argument("--no-write", action="store_true", help="print the tables only")
     if sizes:
+        p.add_argument("--section", default=None, metavar="TITLE",
+                       help="write a BENCHMARKS.md section of this title (and benchmarks/<its slug>.json) instead "
+                       "of the bench's own, so a run at extra sizes does not replace the main table")
         p.add_argument("--sizes", help="comma-separated backbones: names in shoulders.bench.backbones.SPECS "
                        "(toy-small, toy-large, gpt2-mini, gpt2, gpt2-medium, gpt2-large, llama-mini, smollm-135m, "
                        "smollm-360m) or model directories")
