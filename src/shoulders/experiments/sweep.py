@@ -34,13 +34,18 @@ def parse_variant(text: str) -> tuple[str, dict, dict]:
     if method not in METHODS:
         raise ValueError(f"variant {text!r}: unknown method {method!r}; expected one of {list(METHODS)}")
     top, module = {}, {}
+    for key, parsed in _pairs(text, rest):
+        (top if key == "lr" else module)[key] = parsed
+    return method, top, module
+
+
+def _pairs(text: str, rest: str):
+    """(key, value) of each `key=value` in `rest`; values are JSON, numbers or strings."""
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"variant {text!r}: {item!r} is not key=value")
-        parsed = json.loads(value) if value[:1] in "[{\"" else _number(value)
-        (top if key == "lr" else module)[key] = parsed
-    return method, top, module
+        yield key, json.loads(value) if value[:1] in "[{\"" else _number(value)
 
 
 def _number(value: str):
@@ -108,11 +113,7 @@ def parse_recursion_variant(text: str) -> tuple[dict, dict]:
         raise ValueError(f"recursion variant {text!r}: expected 'neural:key=value,...' or 'textual:key=value,...'")
     names = {f.name for f in fields(RecursionSettings)}
     top, neural = {}, {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"variant {text!r}: {item!r} is not key=value")
-        value = json.loads(value) if value[:1] in "[{\"" else _number(value)
+    for key, value in _pairs(text, rest):
         if key in names:
             top[key] = value
         else:
