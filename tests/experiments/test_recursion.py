@@ -17,7 +17,7 @@ def _task():
 
 def test_run_recursion_tiny(tiny_dirs, tmp_path):
     settings = RecursionSettings(steps=2, single_steps=2, batch_size=2, lr_grid=(0.1,), pretrain_steps=2,
-                                 pretrain_batch=2, candidates=2, eval_every=2, max_new_tokens=3, prompt_tokens=2,
+                                 pretrain_batch=2, candidates=2, eval_every=2, max_new_tokens=3, prompt_tokens=2, cross_fit=2,
                                  neural={"connector": {"kind": "transformer", "layers": 1}, "pass1_loss_weight": 1.0})
     texts = ["the cat was born in paris", "a dog is happy in rome"] * 3
     result = run_recursion(_task(), texts, str(tiny_dirs["llama"]), str(tiny_dirs["gpt2"]), seeds=[0, 1], quick=True,
@@ -31,6 +31,8 @@ def test_run_recursion_tiny(tiny_dirs, tmp_path):
     assert 1.0 <= result["gated"]["forward_passes"] <= 2.0
     assert result["neural"]["flops_per_question"] > result["single_pass"]["flops_per_question"]
     assert "gap_closed" in result and len(result["per_seed"]["neural"]) == 2
+    # cross-fitting: one single pass per fold, trained without that fold's questions
+    assert all((tmp_path / "runs" / "seed0" / "textual" / f"fold{k}").is_dir() for k in (0, 1))
     assert (tmp_path / "recursion_gated.png").stat().st_size > 1000
     md = (tmp_path / "recursion.md").read_text()
     assert "| neural recursion, small x2 |" in md and "recursion_gated.png" in md

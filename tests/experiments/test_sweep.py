@@ -24,5 +24,11 @@ def test_parse_recursion_variant_routes_settings_and_nested_neural_keys():
     assert top == {"steps": 400, "neural_lr": 0.03}
     assert neural == {"connector": {"layers": 2}, "connect": "last"}
     assert parse_recursion_variant("textual:temperature=0.5") == ({"temperature": 0.5}, {})
+    assert parse_recursion_variant("single:backbone=toy-large,lr_grid=[0.1],single_steps=1000") == \
+        ({"backbone": "toy-large", "lr_grid": [0.1], "single_steps": 1000}, {})
+    with pytest.raises(ValueError, match="backbone='toy-huge'"):
+        parse_recursion_variant("single:backbone=toy-huge")
+    with pytest.raises(ValueError, match="'connect' is not a RecursionSettings field"):
+        parse_recursion_variant("single:connect=last")
     with pytest.raises(ValueError, match="expected 'neural:key=value"):
         parse_recursion_variant("gated:steps=1")

@@ -91,6 +91,40 @@ def test_faiss_index_types_on_random_vectors(index_type):
         assert (ids[:, 0] == np.arange(20)).mean() > 0.5
 
 
+@pytest.mark.parametrize("refine", ["Flat", "SQ8"])
+def test_refine_rescores_pq_candidates(refine, tmp_path):
+    """IVF-PQ's coarse codes miss true neighbours; re-scoring k_factor*k candidates with
+    finer vectors recovers them, and the wrapped index keeps nprobe / k_factor on reload."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:50] + 0.05 * rng.normal(size=(50, 32)).astype("float32")
+    exact = search(build_faiss_index(x, FaissConfig(index_type="flat")), q, 10)[1]
+    common = dict(index_type="ivfpq", nlist=16, nprobe=16, pq_m=8, pq_nbits=6)
+    recall = {}
+    for name, cfg in {"pq": FaissConfig(**common), "refined": FaissConfig(**common, refine=refine, k_factor=8)}.items():
+        ids = search(build_faiss_index(x, cfg), q, 10)[1]
+        recall[name] = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact)])
+    assert recall["refined"] > recall["pq"] + 0.2 and recall["refined"] >= 0.85, recall
+    cfg = FaissConfig(**common, refine=refine, k_factor=8)
+    assert cfg.factory_string(3000).endswith(",RFlat" if refine == "Flat" else f",Refine({refine})")
+    index = build_faiss_index(x, cfg)
+    faiss.write_index(index, str(tmp_path / "f.index"))
+    back = faiss.read_index(str(tmp_path / "f.index"))
+    from shoulders.reader.retrieval.faiss_index import set_search_params
+
+    set_search_params(back, cfg)
+    assert back.k_factor == 8 and faiss.extract_index_ivf(back).nprobe == 16
+    assert np.array_equal(search(back, q, 10)[1], search(index, q, 10)[1])
+
+
+def test_refine_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="refine='PQ4'"):
+        FaissConfig(index_type="ivfpq", refine="PQ4")
+
+
 def test_hybrid_search_uses_both(bm25, dense):
     h = HybridRetriever(HybridConfig(fusion="rrf", depth=10), bm25, dense)
     hits = h.search(["What pet is related to wolves?", "capital of Italy"], 3)
@@ -139,3 +173,20 @@ def test_cli_build_and_query(tmp_path, corpus_file, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "p2" in out and "Rome" in out
+
+
+def test_cli_dense_refine_round_trip(tmp_path, corpus_file, capsys):
+    """--refine is saved with the index; --k-factor overrides it at query time."""
+    import argparse
+
+    from shoulders.reader.retrieval.cli import add_index_parser
+
+    parser = argparse.ArgumentParser()
+    add_index_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["index", "build", "--corpus", str(corpus_file), "--kind", "dense", "--out",
+                              str(tmp_path / "d"), "--refine", "SQ8", "--k-factor", "2"])
+    assert args.func(args) == 0
+    saved = json.loads((tmp_path / "d" / "index.json").read_text())
+    assert saved["config"]["faiss"]["refine"] == "SQ8" and saved["config"]["faiss"]["k_factor"] == 2
+    assert load_index(tmp_path / "d", k_factor=3).index.k_factor == 3
+    assert load_index(tmp_path / "d").search(["What pet is related to wolves?"], 1)[0][0].passage_id == "p4"

@@ -80,3 +80,51 @@ def test_stage2_starts_from_a_prompt_tuning_module(lm, tmp_path):
     save_module(pt, tmp_path / "pt", lm)
     module = _module(lm, stage="pass2", init_from=str(tmp_path / "pt"))
     assert torch.equal(module.prompt1, pt.prompt)
+
+
+def test_cross_fitted_candidates_come_from_the_given_prompt(lm, examples):
+    """prepare_candidates(prompt1=...) samples with that prompt (a pass 1 fitted without
+    these questions), not the module's own prompt1, which is left untouched."""
+    module = _module(lm, stage="pass2")
+    other = module.prompt1.detach() + 0.5 * torch.randn_like(module.prompt1)
+    before = module.prompt1.detach().clone()
+    calls = []
+    real = lm.generate
+
+    def spy(prefix, ids, config=None, **kw):
+        calls.append(prefix.detach().clone())
+        return real(prefix, ids, config, **kw)
+
+    lm.generate = spy
+    try:
+        module.prepare_candidates(lm, examples, batch_size=len(examples), prompt1=other)
+    finally:
+        lm.generate = real
+    assert len(calls) == 1 and torch.equal(calls[0], other) and torch.equal(module.prompt1, before)
+    assert set(module._train_candidates) == {ex.input for ex in examples}
+    try:
+        module.prepare_candidates(lm, examples, prompt1=other[:1])
+    except ValueError as err:
+        assert "shape" in str(err)
+    else:
+        raise AssertionError("a prompt of the wrong shape was accepted")
+
+
+def test_include_greedy_casts_the_greedy_answer_first(lm, examples):
+    """include_greedy: pass 1's greedy answer is one more vote, cast first, so it is shown
+    in its own spelling and wins ties; the sampled votes are the same as without it."""
+    from shoulders.data.metrics import normalize_answer
+
+    sampled = _module(lm, stage="pass2")
+    both = _module(lm, stage="pass2", sampling={"n": 4, "max_new_tokens": 3, "include_greedy": True})
+    greedy = [g[0].text.strip() for g in both.pass1_generate(lm, examples, GenerationConfig(max_new_tokens=3))]
+    for g, a, b in zip(greedy, sampled.candidates(lm, examples), both.candidates(lm, examples)):
+        assert a.n == 4 and b.n == 5
+        assert sum(c for _, c in b.merged) == sum(c for _, c in a.merged) + (1 if g else 0)
+        if not g:
+            continue
+        key = normalize_answer(g) or g.lower()
+        before = sum(c for ans, c in a.merged if (normalize_answer(ans) or ans.lower()) == key)
+        assert dict(b.merged)[g] == before + 1
+        if dict(b.merged)[g] == b.merged[0][1]:
+            assert b.merged[0][0] == g  # a tie goes to the greedy answer

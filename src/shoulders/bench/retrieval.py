@@ -5,8 +5,9 @@
    (index build time, queries/s, top-k agreement).
 2. FAISS: exact `flat` against `ivf` and `hnsw` on clustered synthetic vectors
    (dim 384, like MiniLM): build time, queries/s, index bytes, recall@k vs exact.
-3. `scale=True`: IVF-PQ and HNSW on `scale_n` clustered vectors (default 250k: 1M took
-   ~28 min on a shared 2-core box, HNSW building alone 14 min; pass --scale-n 1000000).
+3. `scale=True`: IVF-PQ (alone and with its candidates re-scored by 8-bit vectors) and
+   HNSW on `scale_n` clustered vectors (default 1M: about 15 min on an idle 2-core box, 3 of
+   them building HNSW; `--scale-n 250000` for a quicker look).
 
 Timings: one warm-up, then `repeats` runs, median reported. Builds of the large
 FAISS indexes run once (minutes each); their query timings still use repeats.
@@ -131,11 +132,14 @@ def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
 
 
 def _params(cfg) -> dict[str, int]:
+    out = {}
     if cfg.index_type in ("ivf", "ivfpq"):
-        return {"nprobe": cfg.nprobe}
+        out = {"nprobe": cfg.nprobe}
     if cfg.index_type == "hnsw":
-        return {"M": cfg.hnsw_m, "efConstruction": cfg.ef_construction, "efSearch": cfg.ef_search}
-    return {}
+        out = {"M": cfg.hnsw_m, "efConstruction": cfg.ef_construction, "efSearch": cfg.ef_search}
+    if cfg.refine:
+        out["k_factor"] = cfg.k_factor
+    return out
 
 
 def bench_faiss(configs: dict[str, Any], n: int, dim: int = 384, n_queries: int = 1000, k: int = 10,
@@ -163,7 +167,7 @@ def bench_faiss(configs: dict[str, Any], n: int, dim: int = 384, n_queries: int 
 
 
 def run_retrieval_bench(n_queries: int = 1000, repeats: int = 3, faiss_n: int = 100_000, scale: bool = False,
-                        scale_n: int = 250_000, k: int = 10, data_path: str | None = None,
+                        scale_n: int = 1_000_000, k: int = 10, data_path: str | None = None,
                         synthetic_docs: int = 100_000, command: str | None = None) -> tuple[dict[str, Any], str]:
     """Run the benchmark; return (result dict, markdown table)."""
     from shoulders.reader.retrieval.faiss_index import FaissConfig
@@ -178,6 +182,8 @@ def run_retrieval_bench(n_queries: int = 1000, repeats: int = 3, faiss_n: int = 
     if scale:
         result["scale"] = bench_faiss({
             "ivfpq": FaissConfig(index_type="ivfpq", nlist=1024, nprobe=32, pq_m=48, pq_nbits=8),
+            "ivfpq + SQ8 re-scoring": FaissConfig(index_type="ivfpq", nlist=1024, nprobe=32, pq_m=48, pq_nbits=8,
+                                                  refine="SQ8", k_factor=4),
             "hnsw": FaissConfig(index_type="hnsw", hnsw_m=16, ef_construction=40, ef_search=64),
         }, scale_n, n_queries=n_queries, k=k, repeats=repeats)
     result["total_s"] = time.perf_counter() - t0
@@ -233,8 +239,8 @@ def add_retrieval_bench_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median reported)")
     p.add_argument("--faiss-n", type=int, default=100_000, help="vectors for the exact-vs-approximate FAISS table")
     p.add_argument("--scale", action="store_true", help="also IVF-PQ and HNSW on --scale-n vectors")
-    p.add_argument("--scale-n", type=int, default=250_000,
-                   help="vectors for --scale (1,000,000 took ~28 min on a busy 2-core box; see BENCHMARKS.md)")
+    p.add_argument("--scale-n", type=int, default=1_000_000,
+                   help="vectors for --scale (1,000,000: about 15 min on an idle 2-core box; see BENCHMARKS.md)")
     p.add_argument("--synthetic-docs", type=int, default=100_000, help="Zipf BM25 corpus size (0: skip)")
     p.add_argument("--data", help="squad-v1.1-dev.json (default: $SHOULDERS_DATA or ../shared/data)")
     p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ live")

@@ -11,10 +11,11 @@ field of the method's module config (e.g. `prompt_length`, `encoder_prompt_lengt
 
 `--recursion` sweeps recursion instead: the single pass is trained once (as in the demo:
 lr from the grid, best dev step), then each variant `neural:key=value,...` (or
-`textual:...`) trains
-on top of it and reports dev EM (all, 1-hop, 2-hop). Keys are `RecursionSettings` fields
-(`steps`, `neural_lr`, `pretrain_steps`, ...) or fields of its `neural` config (`connect`,
-`pass1_loss_weight`, `connector.layers`, ...).
+`textual:...`) trains on top of it and reports dev EM (all, 1-hop, 2-hop). Keys are
+`RecursionSettings` fields (`steps`, `neural_lr`, `pretrain_steps`, `cross_fit`, ...) or
+fields of its `neural` config (`connect`, `pass1_loss_weight`, `connector.layers`, ...).
+A `single:...` variant trains a single pass alone (`lr_grid`, `single_steps`,
+`prompt_tokens`, ...) on `backbone=toy-small` (the default) or `backbone=toy-large`.
 """
 from __future__ import annotations
 
@@ -102,6 +103,9 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
     return results
 
 
+BACKBONES = ("toy-small", "toy-large")
+
+
 def parse_recursion_variant(text: str) -> tuple[dict, dict]:
     """'neural:steps=400,connector.layers=2' -> ({'steps': 400}, {'connector': {'layers': 2}})."""
     from dataclasses import fields
@@ -109,12 +113,19 @@ def parse_recursion_variant(text: str) -> tuple[dict, dict]:
     from shoulders.experiments.recursion import RecursionSettings
 
     kind, _, rest = text.partition(":")
-    if kind not in ("neural", "textual"):
-        raise ValueError(f"recursion variant {text!r}: expected 'neural:key=value,...' or 'textual:key=value,...'")
+    if kind not in ("neural", "textual", "single"):
+        raise ValueError(f"recursion variant {text!r}: expected 'neural:key=value,...', 'textual:key=value,...' "
+                         "or 'single:key=value,...'")
     names = {f.name for f in fields(RecursionSettings)}
     top, neural = {}, {}
     for key, value in _pairs(text, rest):
-        if key in names:
+        if key == "backbone" and kind == "single":
+            if value not in BACKBONES:
+                raise ValueError(f"recursion variant {text!r}: backbone={value!r}; expected one of {BACKBONES}")
+            top[key] = value
+        elif kind == "single" and key not in names:
+            raise ValueError(f"recursion variant {text!r}: {key!r} is not a RecursionSettings field")
+        elif key in names:
             top[key] = value
         else:
             head, _, sub = key.partition(".")
@@ -124,7 +135,8 @@ def parse_recursion_variant(text: str) -> tuple[dict, dict]:
 
 def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: Path,
                         progress: bool = True) -> list[dict]:
-    """Neural-recursion variants on top of one single-pass module; dev EM only."""
+    """Recursion variants on top of one single-pass module (trained when a variant needs
+    it), or single passes alone; dev EM only."""
     import copy
     from dataclasses import replace
 
@@ -138,31 +150,49 @@ def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int =
 
     torch.set_num_threads(THREADS)
     base = RecursionSettings.full()
-    small_path = str(ensure_backbones(world_seed, names=("toy-small",), threads=THREADS)["toy-small"])
     data = load_world_data(world_seed)
-    cb, small = data.closedbook, FrozenLM.from_pretrained(small_path, dtype="float32", device="cpu")
-    single, single_dir, lr = _single_pass(small, cb, base, seed, out / "single", None, progress)
-    rows = [{"variant": "single_pass", "lr": lr, **summarize(score_single(single, small, cb.dev, base.max_new_tokens)[0], 1.0)}]
-    print(f"{'single_pass':60s} dev EM {rows[0]['em']:.1f} (1-hop {rows[0]['em_1hop']:.1f}, "
-          f"2-hop {rows[0]['em_2hop']:.1f})", flush=True)
+    cb, lms, rows, single = data.closedbook, {}, [], {}
+
+    def lm(name: str) -> FrozenLM:
+        if name not in lms:
+            path = str(ensure_backbones(world_seed, names=(name,), threads=THREADS)[name])
+            lms[name] = FrozenLM.from_pretrained(path, dtype="float32", device="cpu")
+        return lms[name]
+
+    def record(text: str, row: dict) -> None:
+        rows.append(row)
+        print(f"{text:60s} dev EM {row['em']:.1f} (1-hop {row['em_1hop']:.1f}, 2-hop {row['em_2hop']:.1f})",
+              flush=True)
+        atomic_write_json(out / "recursion_sweep.json", {"seed": seed, "world_seed": world_seed, "results": rows})
+
+    def single_pass(name: str, settings, run_dir: Path, label: str) -> tuple:
+        start = time.perf_counter()
+        module, module_dir, lr = _single_pass(lm(name), cb, settings, seed, run_dir, None, progress)
+        scores = summarize(score_single(module, lm(name), cb.dev, settings.max_new_tokens)[0], 1.0)
+        record(label, {"variant": label, "backbone": name, "lr": lr, **scores, "wall_s": time.perf_counter() - start})
+        return module_dir, lr
+
     for text in variants:
         top, neural = parse_recursion_variant(text)
         merged = copy.deepcopy(base.neural)
         for k, v in neural.items():
             merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+        name = top.pop("backbone", "toy-small")
         settings = replace(base, **top, neural=merged)
-        start = time.perf_counter()
         run_dir = out / "runs" / f"{len(rows):02d}"
+        if text.startswith("single"):
+            single_pass(name, settings, run_dir, text)
+            continue
+        if "base" not in single:  # what every recursion variant starts from, as in the demo
+            single["base"] = single_pass("toy-small", base, out / "single", "single_pass")
+        (single_dir, lr), small, start = single["base"], lm("toy-small"), time.perf_counter()
         if text.startswith("textual"):
-            scores = _textual(small, cb, cb.dev, settings, seed, single_dir, run_dir, progress)
+            scores = _textual(small, cb, cb.dev, settings, seed, single_dir, run_dir, progress, lr)
         else:
             module = _neural(small, cb, settings, seed, single_dir, run_dir, data.corpus, True, progress, {})
             scores = summarize(score_neural(module, small, cb.dev, settings.max_new_tokens)[0], 2.0)
-        row = {"variant": text, "settings": {**top, "neural": merged}, **scores, "wall_s": time.perf_counter() - start}
-        rows.append(row)
-        print(f"{text:60s} dev EM {row['em']:.1f} (1-hop {row['em_1hop']:.1f}, 2-hop {row['em_2hop']:.1f})",
-              flush=True)
-        atomic_write_json(out / "recursion_sweep.json", {"seed": seed, "world_seed": world_seed, "results": rows})
+        record(text, {"variant": text, "settings": {**top, "neural": merged}, **scores,
+                      "wall_s": time.perf_counter() - start})
     return rows
 
 

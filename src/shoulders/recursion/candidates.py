@@ -5,7 +5,8 @@ duplicates are merged by their SQuAD-normalised form (case, punctuation, article
 shown in their first-seen spelling; the merged answers are ordered by count (most
 first), ties by first appearance, and written `Paris (3); Lyon (1)`. (An answer that
 normalises to nothing, such as "A", is keyed by its lower-cased text instead.) No answer at all
-is written `none`.
+is written `none`. With `include_greedy`, pass 1's greedy answer is one more vote, cast
+first (so it wins ties): the candidates then always hold the single pass's own answer.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class SamplingConfig(StrictModel):
     max_new_tokens: int = Field(16, gt=0, description="token budget per sample")
     seed: int = Field(0, description="seed of inference-time sampling (training samples use seed + a batch hash)")
     max_shown: int | None = Field(None, gt=0, description="merged candidates shown to pass 2 at most; null = all")
+    include_greedy: bool = Field(False, description="add pass 1's greedy answer as one more vote, cast first")
 
 
 @dataclass
@@ -77,7 +79,9 @@ def sample_candidates(backbone, prefix: Prefix, ids: list[list[int]], cfg: Sampl
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
                            top_p=cfg.top_p, top_k=cfg.top_k, n=cfg.n, stop=("\n",),
                            seed=cfg.seed if seed is None else seed)
-    out = []
-    for gens in backbone.generate(prefix, ids, gen):
-        out.append(Candidates(merge_candidates([g.text for g in gens]), cfg.n, sum(len(g.token_ids) for g in gens)))
-    return out
+    rows = backbone.generate(prefix, ids, gen)
+    if cfg.include_greedy:
+        greedy = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, n=1, stop=("\n",))
+        rows = [g + s for g, s in zip(backbone.generate(prefix, ids, greedy), rows)]
+    return [Candidates(merge_candidates([g.text for g in gens]), len(gens), sum(len(g.token_ids) for g in gens))
+            for gens in rows]

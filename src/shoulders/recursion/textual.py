@@ -13,7 +13,11 @@ Training is two runs of the common Trainer, chosen by `stage`:
   freezes prompt1 and trains prompt2. Its training data is made by running pass 1 on
   the training questions: each batch's candidates are sampled once (seeded by
   `sampling.seed` and a hash of the questions) and cached for the rest of the run;
-  `prepare_candidates` fills the cache for a whole training set up front instead.
+  `prepare_candidates` fills the cache for a whole training set up front instead,
+  optionally with another pass-1 prompt: *cross-fitting*, where each fold's candidates
+  come from a prompt trained without that fold, so pass 2 learns from candidates that
+  are as often wrong as at test (prompt1's own samples on the questions it was fitted to
+  are right more often than on new questions, and pass 2 would learn to trust them).
   At inference candidates are sampled fresh, seeded by `sampling.seed`.
 """
 from __future__ import annotations
@@ -57,25 +61,34 @@ class TextualRecursion(TwoPassModule):
         return self.config.stage == "pass2"
 
     # ------------------------------------------------------------ candidates
-    def candidates(self, backbone, examples: Sequence[Example], seed: int | None = None) -> list[Candidates]:
-        """Pass 1's merged samples per example (inference: seeded by `sampling.seed`)."""
-        return sample_candidates(backbone, self.prompt1, self.encode_inputs(backbone, examples),
-                                 self.config.sampling, seed)
+    def candidates(self, backbone, examples: Sequence[Example], seed: int | None = None,
+                   prompt1: Tensor | None = None) -> list[Candidates]:
+        """Pass 1's merged samples per example (inference: seeded by `sampling.seed`);
+        `prompt1` replaces the module's own pass-1 prompt (cross-fitting)."""
+        prompt = self.prompt1 if prompt1 is None else prompt1.to(self.prompt1)
+        return sample_candidates(backbone, prompt, self.encode_inputs(backbone, examples), self.config.sampling, seed)
 
-    def training_candidates(self, backbone, examples: Sequence[Example]) -> list[Candidates]:
+    def training_candidates(self, backbone, examples: Sequence[Example],
+                            prompt1: Tensor | None = None) -> list[Candidates]:
         """Cached candidates of training questions; the missing ones are sampled now, once."""
         missing = list({ex.input: ex for ex in examples if ex.input not in self._train_candidates}.values())
         if missing:
             key = "\n".join(ex.input for ex in missing).encode()
             seed = (self.config.sampling.seed * 1_000_003 + zlib.crc32(key)) % (2**62)
-            for ex, c in zip(missing, self.candidates(backbone, missing, seed)):
+            for ex, c in zip(missing, self.candidates(backbone, missing, seed, prompt1)):
                 self._train_candidates[ex.input] = c
         return [self._train_candidates[ex.input] for ex in examples]
 
-    def prepare_candidates(self, backbone, examples: Sequence[Example], batch_size: int = 64) -> None:
-        """Build pass 2's training data for a whole training set (batches in the given order)."""
+    def prepare_candidates(self, backbone, examples: Sequence[Example], batch_size: int = 64,
+                           prompt1: Tensor | None = None) -> None:
+        """Build pass 2's training data for a whole training set (batches in the given order),
+        sampled with `prompt1` if given (a pass-1 prompt [P1, D] trained without these
+        questions: cross-fitting) instead of the module's own."""
+        if prompt1 is not None and tuple(prompt1.shape) != tuple(self.prompt1.shape):
+            raise ValueError(f"prepare_candidates: prompt1 has shape {tuple(prompt1.shape)}, "
+                             f"this module's pass-1 prompt is {tuple(self.prompt1.shape)}")
         for i in range(0, len(examples), batch_size):
-            self.training_candidates(backbone, examples[i:i + batch_size])
+            self.training_candidates(backbone, examples[i:i + batch_size], prompt1)
 
     def pass2_text(self, example: Example, candidates: Candidates) -> str:
         question = self.config.text.render(example.input)

@@ -21,13 +21,15 @@ BUILD_FLAGS = {
     "nprobe": (int, "IVF cells searched per query"), "hnsw_m": (int, "HNSW links per node"),
     "ef_construction": (int, "HNSW build beam"), "ef_search": (int, "HNSW query beam"),
     "pq_m": (int, "IVF-PQ sub-quantisers"), "pq_nbits": (int, "bits per PQ code"),
+    "refine": (str, "re-score candidates with finer vectors: Flat | SQ8 | SQ4 | SQfp16"),
+    "k_factor": (int, "refine: candidates re-scored per result"),
     "model": (str, "sentence-transformers directory (default: bundled all-MiniLM-L6-v2)"),
     "batch_size": (int, "encoder batch size"), "k1": (float, "BM25 k1"), "b": (float, "BM25 b"),
     "method": (str, "bm25s variant: lucene | robertson | atire | bm25l | bm25+"),
     "fusion": (str, "hybrid: rrf | minmax"), "alpha": (float, "hybrid minmax: dense weight"),
     "depth": (int, "hybrid: candidates fetched from each retriever"),
 }
-QUERY_FLAGS = ("nprobe", "ef_search", "fusion", "alpha", "depth")
+QUERY_FLAGS = ("nprobe", "ef_search", "k_factor", "fusion", "alpha", "depth")
 
 
 def _add_flags(p: argparse.ArgumentParser, names) -> None:

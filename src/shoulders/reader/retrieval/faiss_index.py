@@ -10,6 +10,11 @@ uses `METRIC_INNER_PRODUCT`. Which index to use:
   extra per vector), `ef_construction` build-time beam, `ef_search` query-time beam.
 - `ivfpq` (IVF{nlist},PQ{m}x{nbits}): IVF plus product quantisation, `m` sub-vectors
   of `nbits` each: m*nbits/8 bytes per vector (48 B at dim 384 vs 1536 B flat).
+
+`refine` (any type): re-score the `k_factor * k` best candidates of the index with a
+second, finer copy of the vectors (`Flat`: exact, +4*dim B per vector; `SQ8`: 8-bit
+scalar quantised, +dim B) and keep the k best. PQ's coarse codes lose recall at the
+top ranks; re-scoring buys most of it back for a fraction of flat's memory.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import faiss
 import numpy as np
 
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
+REFINE_TYPES = ("Flat", "SQ8", "SQ4", "SQfp16")
 
 
 @dataclass
@@ -33,10 +39,16 @@ class FaissConfig:
     pq_m: int = 48  # IVF-PQ sub-quantisers; must divide the embedding dim
     pq_nbits: int = 8  # bits per sub-quantiser code
     train_size: int | None = 100_000  # vectors sampled to train IVF/PQ (None: all)
+    refine: str | None = None  # re-score candidates with Flat | SQ8 | SQ4 | SQfp16 vectors (None: off)
+    k_factor: int = 4  # refine: candidates re-scored per result
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
             raise ValueError(f"index_type={self.index_type!r}: expected one of {INDEX_TYPES}")
+        if self.refine is not None and self.refine not in REFINE_TYPES:
+            raise ValueError(f"refine={self.refine!r}: expected one of {REFINE_TYPES} or null")
+        if self.k_factor < 1:
+            raise ValueError(f"k_factor={self.k_factor}: expected an integer >= 1")
 
     def resolved_nlist(self, n: int) -> int:
         if self.nlist is not None:
@@ -44,6 +56,10 @@ class FaissConfig:
         return max(1, min(int(4 * math.sqrt(n)), n // 39))
 
     def factory_string(self, n: int) -> str:
+        refine = "" if self.refine is None else ",RFlat" if self.refine == "Flat" else f",Refine({self.refine})"
+        return self._base_factory(n) + refine
+
+    def _base_factory(self, n: int) -> str:
         if self.index_type == "flat":
             return "Flat"
         if self.index_type == "hnsw":
@@ -64,7 +80,7 @@ def build_faiss_index(vectors: np.ndarray, config: FaissConfig, seed: int = 0) -
         raise ValueError(f"pq_m={config.pq_m} must divide the embedding dim {dim}")
     index = faiss.index_factory(dim, config.factory_string(n), faiss.METRIC_INNER_PRODUCT)
     if config.index_type == "hnsw":
-        index.hnsw.efConstruction = config.ef_construction
+        _base(index).hnsw.efConstruction = config.ef_construction
     if not index.is_trained:
         train = vectors
         if config.train_size is not None and n > config.train_size:
@@ -81,8 +97,15 @@ def set_search_params(index: faiss.Index, config: FaissConfig) -> None:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = config.nprobe
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = config.ef_search
+    if hasattr(_base(index), "hnsw"):
+        _base(index).hnsw.efSearch = config.ef_search
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = float(config.k_factor)
+
+
+def _base(index: faiss.Index) -> faiss.Index:
+    """The searched index under a refine wrapper (itself otherwise)."""
+    return faiss.downcast_index(index.base_index) if isinstance(index, faiss.IndexRefine) else index
 
 
 def index_nbytes(index: faiss.Index) -> int:
@@ -94,6 +117,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     k = min(k, index.ntotal)
     if k <= 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    if hasattr(index, "hnsw") and index.hnsw.efSearch < k:
-        index.hnsw.efSearch = k  # efSearch below k would return fewer than k results
+    base = _base(index)
+    if hasattr(base, "hnsw") and base.hnsw.efSearch < k:
+        base.hnsw.efSearch = k  # efSearch below k would return fewer than k results
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
