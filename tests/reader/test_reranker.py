@@ -120,3 +120,31 @@ def test_mining_excludes_positives_and_answers():
     assert merge_negatives([["a", "b"]], [["b", "c", "d"]], k=3) == [["a", "b", "c"]]
     ex = reranker_examples([Q()], passages, negs)[0]
     assert ex.target == "the cat is in the garden" and ex.choices == [ex.target, "the cat sleeps", "a dog barks"]
+
+
+def test_interpolate_mixes_normalised_scores():
+    from shoulders.reader.reranker import interpolate
+
+    hits = [Hit("a", 10.0), Hit("b", 5.0), Hit("c", 0.0)]  # the retriever's order
+    ce = [0.0, 1.0, 0.9]  # the cross-encoder prefers b, then c
+    assert [h.passage_id for h in interpolate(hits, ce, 0.0)] == ["b", "c", "a"]
+    assert [h.score for h in interpolate(hits, ce, 0.0)] == [1.0, 0.9, 0.0]  # raw scores when w = 0
+    mixed = interpolate(hits, ce, 1.0)  # a: 0 + 1, b: 1 + 0.5, c: 0.9 + 0
+    assert [h.passage_id for h in mixed] == ["b", "a", "c"]
+    assert [round(h.score, 6) for h in mixed] == [1.5, 1.0, 0.9]
+    assert [h.passage_id for h in interpolate(hits, ce, 100.0)] == ["a", "b", "c"]  # the retriever dominates
+    assert interpolate([], [], 1.0) == []
+    same = interpolate([Hit("x", 1.0), Hit("y", 1.0)], [2.0, 2.0], 0.5)  # constant lists: ties keep order
+    assert [h.passage_id for h in same] == ["x", "y"]
+
+
+def test_retriever_weight_applies_in_rerank_batch(tiny_bert):
+    passages = {f"p{i}": Passage(f"p{i}", "", t) for i, t in enumerate(["w1 is alpha", "w2 is beta", "w3 is gamma"])}
+    hits = [Hit("p0", 3.0), Hit("p1", 2.0), Hit("p2", 1.0)]
+    plain = CrossEncoderReranker.build(RerankerConfig(encoder=tiny_bert), None)
+    heavy = CrossEncoderReranker.build(RerankerConfig(encoder=tiny_bert, retriever_weight=1000.0), None)
+    heavy.load_state_dict(plain.state_dict())
+    assert [h.passage_id for h in heavy.rerank("find w1", hits, passages)] == ["p0", "p1", "p2"]
+    cache: dict = {}
+    own = plain.rerank_batch(["find w1"], [hits], passages, cache=cache)[0]
+    assert sorted(h.score for h in own) == sorted(cache.values())  # w = 0: the cross-encoder's own scores

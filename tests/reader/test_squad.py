@@ -56,3 +56,11 @@ def test_bm25_recall_on_a_slice():
     assert 0.5 < r["answer_recall"][20] <= 1.0 and r["gold_recall"][1] <= r["gold_recall"][20]
     assert "| bm25 |" in recall_table(report)
     assert set(SYSTEMS) >= set(report["systems"])
+
+
+def test_rerank_settings_parse_weight_grid():
+    from shoulders.reader.squad_rerank import settings_from_pairs
+
+    s = settings_from_pairs(["retriever_weights=[0, 0.5, 1]", "windows=[512]"])
+    assert s.retriever_weights == (0, 0.5, 1) and s.windows == (512,)
+    assert settings_from_pairs(["retriever_weights=0.5"]).retriever_weights == (0.5,)

@@ -71,7 +71,25 @@ class RerankerConfig(ModuleConfig):
         "mean: the whole pair's mean; cls: the [CLS] vector (the classic cross-encoder, slowest to train)")
     init_scale: float = Field(20.0, gt=0, description="segments: the head's starting weight (a softmax "
                               "temperature of 1/20 for cosine scores)")
+    retriever_weight: float = Field(0.0, ge=0, description="final score = re-ranker score + w x the retriever's "
+                                    "score, each min-max normalised over the list being re-ranked (score "
+                                    "interpolation, as in monoBERT-style pipelines); 0 = the re-ranker alone")
     seed: int = Field(0, description="seed of the scoring head's initialisation")
+
+
+def _minmax(xs: Sequence[float]) -> list[float]:
+    lo, hi = min(xs), max(xs)
+    return [(x - lo) / (hi - lo) if hi > lo else 0.0 for x in xs]
+
+
+def interpolate(hits: Sequence[Hit], rerank_scores: Sequence[float], weight: float) -> list[Hit]:
+    """Hits re-scored as minmax(re-ranker) + weight x minmax(retriever), best first
+    (ties keep the retriever's order); weight 0 keeps the raw re-ranker scores."""
+    if not hits:
+        return []
+    scores = list(rerank_scores) if weight == 0 else [
+        r + weight * f for r, f in zip(_minmax(rerank_scores), _minmax([h.score for h in hits]))]
+    return sorted((Hit(h.passage_id, s) for h, s in zip(hits, scores)), key=lambda h: -h.score)
 
 
 def _load_encoder(config: RerankerConfig, pretrained: bool):
@@ -218,7 +236,8 @@ class CrossEncoderReranker(SoftModule):
     def rerank_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
                      passages: Mapping[str, Passage], cache: dict[tuple[str, str], float] | None = None,
                      ) -> list[list[Hit]]:
-        """Re-rank many hit lists in one batched pass. `cache` maps (question, passage id) to a
+        """Re-rank many hit lists in one batched pass (mixing in each hit's retriever score when
+        `retriever_weight` > 0). `cache` maps (question, passage id) to the cross-encoder's
         score, so lists from several retrievers that share candidates score each pair once."""
         cache = {} if cache is None else cache
         todo = list(dict.fromkeys((q, h.passage_id) for q, row in zip(questions, hits) for h in row
@@ -227,8 +246,8 @@ class CrossEncoderReranker(SoftModule):
             scores = self.score_pairs([q for q, _ in todo],
                                       [_text(passages[pid], self.config.with_title) for _, pid in todo])
             cache.update(zip(todo, scores))
-        return [sorted((Hit(h.passage_id, cache[(q, h.passage_id)]) for h in row), key=lambda h: -h.score)
-                for q, row in zip(questions, hits)]
+        w = self.config.retriever_weight
+        return [interpolate(row, [cache[(q, h.passage_id)] for h in row], w) for q, row in zip(questions, hits)]
 
     # ----------------------------------------------------------------- training
     def _negatives(self, ex: Example) -> list[str]:

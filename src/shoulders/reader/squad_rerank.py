@@ -10,6 +10,11 @@ style), gold-paragraph recall, and recall in context for several window sizes, c
 with MiniLM's tokenizer as a stand-in for a backbone tokenizer (2048 tokens hold ~11
 SQuAD paragraphs).
 
+With more than one `retriever_weights`, the re-ranked score is interpolated with the
+retriever's (see `interpolate` in `shoulders.reader.reranker`), the weight chosen per
+retriever on `dev_questions` further questions of the *training* articles (the mean of
+answer recall@1 and @5; ties go to the smaller weight), never on the test articles.
+
     python -m shoulders.reader.squad_rerank --out runs/squad_rerank
     shoulders index eval-squad --rerank --cache runs/squad_rerank
 """
@@ -43,6 +48,8 @@ class SquadRerankSettings:
     answer_tokens: int = 32  # reserved in each window for the answer
     split_seed: int = 0  # article split
     seed: int = 0  # question sampling and re-ranker training
+    retriever_weights: tuple[float, ...] = (0.0,)  # score interpolation weights tried on dev (0 = re-ranker alone)
+    dev_questions: int = 200  # training-article questions (not trained on) that choose the weight
 
 
 class _CachedTokenizer:
@@ -86,6 +93,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     from shoulders.reader.metrics import gold_recall_at_k, recall_at_k, recall_in_context
     from shoulders.reader.packing import PackingConfig, pack
     from shoulders.reader.pipeline import with_reranked_top
+    from shoulders.reader.reranker import interpolate
     from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
     from shoulders.reader.retrieval import HybridConfig, HybridRetriever, search_batched
     from shoulders.reader.squad import load_squad, split_articles
@@ -96,8 +104,12 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     coll = load_squad(data_path)
     split = split_articles(coll, 0.5, seed=s.split_seed)
     rng = random.Random(s.seed)
-    train_qs = split.questions(coll, "train")
-    train_qs = rng.sample(train_qs, min(s.train_questions, len(train_qs)))
+    pool = split.questions(coll, "train")
+    train_qs = rng.sample(pool, min(s.train_questions, len(pool)))
+    taken = {id(q) for q in train_qs}
+    rest = [q for q in pool if id(q) not in taken]
+    dev_rng = random.Random(s.seed + 1)  # its own stream: the test sample is the same with or without dev
+    dev_qs = dev_rng.sample(rest, min(s.dev_questions, len(rest))) if len(s.retriever_weights) > 1 else []
     test_qs = split.questions(coll, "test")
     test_qs = rng.sample(test_qs, s.test_questions) if s.test_questions and s.test_questions < len(test_qs) else test_qs
     passages = {p.id: p for p in coll.passages}
@@ -122,18 +134,45 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
         timing["train_questions"] = len(examples)
     timing["reranker_train_s"] = time.perf_counter() - t
 
+    hybrid = HybridRetriever(HybridConfig(fusion="minmax", alpha=s.alpha, depth=100), retr["bm25"], retr["dense"])
+
+    def search(qs):
+        found = {k: search_batched(r, qs, 100, show_progress=False) for k, r in retr.items()}
+        found["hybrid"] = [hybrid.fuse(b, d, 100) for b, d in zip(found["bm25"], found["dense"])]
+        return found
+
+    cache: dict = {}
+
+    def reranked(qs, found, name, weight):
+        rows = [h[:s.depth] for h in found[name]]
+        reranker.rerank_batch(qs, rows, passages, cache=cache)  # fills the cache: each pair is scored once
+        return [with_reranked_top(h, interpolate(row, [cache[(q, x.passage_id)] for x in row], weight))
+                for q, h, row in zip(qs, found[name], rows)]
+
+    t = time.perf_counter()
+    weights = {name: s.retriever_weights[0] for name in ("bm25", "dense", "hybrid")}
+    dev_choice: dict = {}
+    if dev_qs:
+        dev_queries, dev_answers = [q.question for q in dev_qs], [q.answers for q in dev_qs]
+        dev_hits, dev_texts = search(dev_queries), coll.passage_texts()
+        for name in weights:
+            scored = []
+            for w in sorted(s.retriever_weights):
+                r = recall_at_k(reranked(dev_queries, dev_hits, name, w), dev_answers, dev_texts, (1, 5))
+                scored.append(((r[1] + r[5]) / 2, -w))
+            best = max(scored)
+            weights[name] = -best[1]
+            dev_choice[name] = {f"{-nw:g}": 100 * v for v, nw in scored}
+    timing["choose_weight_s"] = time.perf_counter() - t
+
     t = time.perf_counter()
     queries = [q.question for q in test_qs]
-    hits = {k: search_batched(r, queries, 100, show_progress=False) for k, r in retr.items()}
-    hybrid = HybridRetriever(HybridConfig(fusion="minmax", alpha=s.alpha, depth=100), retr["bm25"], retr["dense"])
-    hits["hybrid"] = [hybrid.fuse(b, d, 100) for b, d in zip(hits["bm25"], hits["dense"])]
+    hits = search(queries)
     timing["search_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cache: dict = {}
     for name in ("bm25", "dense", "hybrid"):
-        tops = reranker.rerank_batch(queries, [h[:s.depth] for h in hits[name]], passages, cache=cache)
-        hits[f"{name}+rerank"] = [with_reranked_top(h, top) for h, top in zip(hits[name], tops)]
+        hits[f"{name}+rerank"] = reranked(queries, hits, name, weights[name])
     timing["rerank_s"] = time.perf_counter() - t
     timing["reranked_pairs"] = len(cache)
 
@@ -158,7 +197,8 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     timing["metrics_s"] = time.perf_counter() - t
     report = {"n_train_questions": len(train_qs), "n_test_questions": len(test_qs), "n_passages": len(passages),
               "test_articles": len(split.test_titles), "train_articles": len(split.train_titles),
-              "settings": asdict(s), "systems": systems, "timing": timing}
+              "settings": asdict(s), "retriever_weight": weights, "dev_recall_1_5_by_weight": dev_choice,
+              "n_dev_questions": len(dev_qs), "systems": systems, "timing": timing}
     atomic_write_json(out / "report.json", report)
     return report
 
@@ -187,8 +227,9 @@ def settings_from_pairs(pairs: list[str], **given: Any) -> SquadRerankSettings:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
             raise ShouldersError(f"--set {pair}: the value must be JSON (a number, null, a list)") from None
-    if "windows" in values:
-        values["windows"] = tuple(values["windows"])
+    for key in ("windows", "retriever_weights"):
+        if key in values:
+            values[key] = tuple(values[key]) if isinstance(values[key], list) else (values[key],)
     return SquadRerankSettings(**values)
 
 
