@@ -229,7 +229,7 @@ def settings_from_pairs(pairs: list[str], **given: Any) -> SquadRerankSettings:
             raise ShouldersError(f"--set {pair}: the value must be JSON (a number, null, a list)") from None
     for key in ("windows", "retriever_weights"):
         if key in values:
-            values[key] = tuple(values[key]) if isinstance(values[key], list) else (values[key],)
+            values[key] = tuple(values[key]) if isinstance(values[key], (list, tuple)) else (values[key],)
     return SquadRerankSettings(**values)
 
 
