@@ -38,6 +38,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from shoulders.data.examples import Example
 from shoulders.modules.base import ModuleConfig, SoftModule
@@ -75,6 +76,9 @@ class RerankerConfig(ModuleConfig):
                                     "score, each min-max normalised over the list being re-ranked (score "
                                     "interpolation, as in monoBERT-style pipelines); 0 = the re-ranker alone")
     seed: int = Field(0, description="seed of the scoring head's initialisation")
+
+
+PROGRESS_PAIRS = 2000  # score_pairs shows a progress bar from this many pairs on
 
 
 def _minmax(xs: Sequence[float]) -> list[float]:
@@ -218,7 +222,9 @@ class CrossEncoderReranker(SoftModule):
         order = sorted(range(len(texts)), key=lambda i: len(questions[i]) + len(texts[i]))
         out = [0.0] * len(texts)
         b = self.config.score_batch_size
-        for s in range(0, len(order), b):
+        # thousands of pairs take minutes on a CPU: show progress then (and only then)
+        for s in tqdm(range(0, len(order), b), desc="re-rank pairs", unit="batch", leave=False,
+                      disable=len(order) < PROGRESS_PAIRS):
             idx = order[s:s + b]
             for i, v in zip(idx, self._forward([questions[i] for i in idx], [texts[i] for i in idx]).tolist()):
                 out[i] = v
