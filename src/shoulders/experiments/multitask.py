@@ -59,6 +59,9 @@ QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: th
 #        encoder prompt 8: 39.1; fixed prompt F=16 before p(x): 40.3 / 39.2 (chosen);
 #        F=16 at 3e-3: 37.1; F=16 with the fixed prompt at lr 0.01 (shared_lr): 37.8;
 #        p(x) = P + g(x) (shared_prompt) with P at lr 0.01: 37.7.
+#   Twice the budget (--steps 480, a second machine's backbones, module seed 0): prompt tuning best
+#   36.4 at step 120, then ~34.5; ID-PT best 39.2 at step 400, ~38 from step 120 on (240 steps on those
+#   backbones: 35.3 and 37.5). A longer budget widens the gap a little on dev; not adopted (one seed).
 METHODS: dict[str, dict] = {
     "prompt_tuning": {"lr": 0.01, "module": {"num_virtual_tokens": 16, "init": "vocab"}},
     "idpt": {"lr": 1e-3, "module": {"prompt_length": 16, "encoder_prompt_length": 0, "max_encoder_tokens": 64,
