@@ -59,10 +59,9 @@ class RecursionSettings:
     #   textual 200 steps: 61.8; 400: 63.2; temperature 0.5: 61.8.
     # Re-checked on a second machine's backbones (pre-training is not bit-identical across CPUs;
     # same world seed 0, module seed 0; single pass 67.1, 1-hop 100.0): textual 63.2 (1-hop 95.8);
-    # include_greedy 63.2; cross_fit=2 64.5 (1-hop 97.9); both 64.5. Pass 1's top sampled
-    # candidate is right for 91% of the training questions it was fitted to but 64% of dev
-    # (its greedy answer: 67%); cross-fitting removes that mismatch, yet pass 2 still answers
-    # worse than pass 1 alone. Neither is the default: +1 dev question is within noise.
+    # include_greedy 63.2; cross_fit=2 64.5 (1-hop 97.9); both 64.5. Cross-fitting removes the
+    # mismatch of candidates sampled on the questions pass 1 was fitted to, yet pass 2 still
+    # answers worse than pass 1 alone. Neither is the default: +1 dev question is within noise.
     # toy-large single pass on those backbones: lr_grid (0.3, 1.0) -> lr 1.0, 73.7 (2-hop 28.6);
     # lr 0.1: 75.0; lr 0.1 for 1000 steps: 73.7.
     steps: int = 400

@@ -47,6 +47,7 @@ from shoulders.prompts.encoders import DEFAULT_ENCODER, resolve_encoder_path
 from shoulders.reader.corpus import Passage
 from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
 from shoulders.reader.retrieval.base import Hit, passage_text
+from shoulders.reader.retrieval.hybrid import fuse_minmax
 
 __all__ = ["RerankerConfig", "CrossEncoderReranker", "mine_negatives", "merge_negatives", "reranker_examples",
            "train_reranker"]
@@ -81,19 +82,14 @@ class RerankerConfig(ModuleConfig):
 PROGRESS_PAIRS = 2000  # score_pairs shows a progress bar from this many pairs on
 
 
-def _minmax(xs: Sequence[float]) -> list[float]:
-    lo, hi = min(xs), max(xs)
-    return [(x - lo) / (hi - lo) if hi > lo else 0.0 for x in xs]
-
-
 def interpolate(hits: Sequence[Hit], rerank_scores: Sequence[float], weight: float) -> list[Hit]:
-    """Hits re-scored as minmax(re-ranker) + weight x minmax(retriever), best first
-    (ties keep the retriever's order); weight 0 keeps the raw re-ranker scores."""
-    if not hits:
-        return []
-    scores = list(rerank_scores) if weight == 0 else [
-        r + weight * f for r, f in zip(_minmax(rerank_scores), _minmax([h.score for h in hits]))]
-    return sorted((Hit(h.passage_id, s) for h, s in zip(hits, scores)), key=lambda h: -h.score)
+    """Hits re-scored as minmax(re-ranker) + weight x minmax(retriever) (the hybrid
+    retriever's own min-max fusion), best first, ties in the retriever's order; weight 0
+    keeps the raw re-ranker scores."""
+    rescored = [Hit(h.passage_id, float(r)) for h, r in zip(hits, rerank_scores)]
+    if weight == 0:
+        return sorted(rescored, key=lambda h: -h.score)
+    return fuse_minmax([rescored, hits], [1.0, weight], len(hits))
 
 
 def _load_encoder(config: RerankerConfig, pretrained: bool):
