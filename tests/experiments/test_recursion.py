@@ -30,6 +30,9 @@ def test_run_recursion_tiny(tiny_dirs, tmp_path):
     assert result["single_pass"]["forward_passes"] == 1.0 and result["neural"]["forward_passes"] == 2.0
     assert 1.0 <= result["gated"]["forward_passes"] <= 2.0
     assert result["neural"]["flops_per_question"] > result["single_pass"]["flops_per_question"]
+    for key in ("candidates_top_train", "candidates_any_train", "candidates_top", "candidates_any"):
+        assert 0.0 <= result["textual"][key] <= 100.0, key  # pass 1's candidates, training vs held-out questions
+        assert result["textual"][key.replace("top", "any")] >= result["textual"][key]
     assert "gap_closed" in result and len(result["per_seed"]["neural"]) == 2
     # cross-fitting: one single pass per fold, trained without that fold's questions
     assert all((tmp_path / "runs" / "seed0" / "textual" / f"fold{k}").is_dir() for k in (0, 1))

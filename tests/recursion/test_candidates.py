@@ -19,3 +19,19 @@ def test_candidates_top_agreement_and_cap():
     assert c.top == "Paris" and c.agreement == 0.6
     assert c.text() == "Paris (3); Lyon (1)" and c.text(max_shown=1) == "Paris (3)"
     assert Candidates([], n=4).agreement == 0.0 and Candidates([], n=4).text() == "none"
+
+
+def test_candidate_accuracy_top_and_any_shown():
+    import pytest
+
+    from shoulders.data.examples import Example
+    from shoulders.recursion.evaluate import candidate_accuracy
+
+    exs = [Example("q1", "Paris"), Example("q2", "Rome"), Example("q3", "Oslo")]
+    cands = [Candidates([("paris", 3), ("lyon", 1)], 4),  # top right
+             Candidates([("milan", 2), ("Rome", 1)], 3),  # only the second right
+             Candidates([], 2)]  # nothing sampled
+    assert candidate_accuracy(cands, exs) == {"top": pytest.approx(100 / 3), "any": pytest.approx(200 / 3)}
+    assert candidate_accuracy(cands, exs, max_shown=1)["any"] == pytest.approx(100 / 3)  # Rome is not shown
+    with pytest.raises(ValueError, match="2 candidate sets for 3 examples"):
+        candidate_accuracy(cands[:2], exs)

@@ -34,12 +34,13 @@ from shoulders.backbone import FrozenLM
 from shoulders.data.examples import Task
 from shoulders.modules import load_module
 from shoulders.recursion import NeuralRecursion, NeuralRecursionConfig, TextualRecursion, TextualRecursionConfig
-from shoulders.recursion.evaluate import score_gated, score_neural, score_single, score_textual, summarize
+from shoulders.recursion.evaluate import candidate_accuracy, score_gated, score_neural, score_single, score_textual, summarize
 from shoulders.recursion.gated import choose_threshold, gate_sweep, plot_gate_sweep
 from shoulders.recursion.pretrain import pretrain_connector
 from shoulders.train import Trainer, load_config
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 
+CANDIDATE_KEYS = ("candidates_top_train", "candidates_any_train", "candidates_top", "candidates_any")  # textual
 VARIANTS = ("single_pass", "textual", "neural", "neural_no_lm_pretrain", "gated", "single_pass_large")
 
 
@@ -145,7 +146,8 @@ def _single_pass(lm, task, settings, seed, run_dir, lr: float | None, progress):
 
 def _mean_std(rows: list[dict]) -> dict:
     out = {}
-    for key in ("em", "em_1hop", "em_2hop", "forward_passes", "flops_per_question"):
+    extra = [k for k in CANDIDATE_KEYS if rows and all(k in r for r in rows)]
+    for key in ("em", "em_1hop", "em_2hop", "forward_passes", "flops_per_question", *extra):
         xs = [r[key] for r in rows if not math.isnan(r[key])]
         out[key] = statistics.fmean(xs) if xs else float("nan")
         if key.startswith("em"):
@@ -173,7 +175,13 @@ def _textual(small, task, test, settings, seed, single_dir, run, progress, lr: f
             module.prepare_candidates(small, task.train[fold::k], prompt1=fitted.prompt.detach())
     module.prepare_candidates(small, task.train)  # pass 2's training data: pass 1 sampled on the training questions
     _, module = _train(small, "textual_recursion", cfg, settings.pass2_lr, seed, run, task, settings, module, progress)
-    return summarize(score_textual(module, small, test, settings.max_new_tokens), 2.0)
+    scored = score_textual(module, small, test, settings.max_new_tokens)
+    shown = module.config.sampling.max_shown
+    train = candidate_accuracy(module.training_candidates(small, task.train), task.train, shown)
+    held = candidate_accuracy(scored.candidates, test, shown)
+    # pass 1's candidates on the questions pass 2 trained on, and on the ones it is scored on
+    return {**summarize(scored, 2.0), "candidates_top_train": train["top"], "candidates_any_train": train["any"],
+            "candidates_top": held["top"], "candidates_any": held["any"]}
 
 
 def _neural(small, task, settings, seed, single_dir, run, corpus_texts, pretrain: bool, progress, notes):

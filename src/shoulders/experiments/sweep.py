@@ -161,7 +161,9 @@ def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int =
 
     def record(text: str, row: dict) -> None:
         rows.append(row)
-        print(f"{text:60s} dev EM {row['em']:.1f} (1-hop {row['em_1hop']:.1f}, 2-hop {row['em_2hop']:.1f})",
+        cands = (f"; pass-1 top candidate right: train {row['candidates_top_train']:.1f}, dev {row['candidates_top']:.1f}"
+                 if "candidates_top" in row else "")
+        print(f"{text:60s} dev EM {row['em']:.1f} (1-hop {row['em_1hop']:.1f}, 2-hop {row['em_2hop']:.1f}){cands}",
               flush=True)
         atomic_write_json(out / "recursion_sweep.json", {"seed": seed, "world_seed": world_seed, "results": rows})
 

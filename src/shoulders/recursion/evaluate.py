@@ -15,6 +15,7 @@ import torch
 from shoulders.backbone import FrozenLM, GenerationConfig
 from shoulders.data.examples import Example
 from shoulders.data.metrics import exact_match
+from shoulders.recursion.candidates import Candidates
 from shoulders.recursion.neural import NeuralRecursion
 from shoulders.recursion.textual import TextualRecursion
 
@@ -24,6 +25,7 @@ class Scored:
     correct: list[float]  # per question: exact match, 0 or 1
     hops: list[int]  # per question: meta["hops"] (1 when absent)
     flops: list[float]  # per question: estimated FLOPs
+    candidates: list[Candidates] | None = None  # textual recursion: pass 1's merged samples per question
 
 
 def _batches(xs, size=64):
@@ -53,10 +55,11 @@ def score_single(module, lm: FrozenLM, examples: list[Example], max_new_tokens: 
 @torch.no_grad()
 def score_textual(module: TextualRecursion, lm: FrozenLM, examples: list[Example], max_new_tokens: int = 12):
     module.eval()
-    flops, preds = [], []
+    flops, preds, seen = [], [], []
     n = lm.num_parameters
     for batch in _batches(examples):
         cands = module.candidates(lm, batch)
+        seen += cands
         gens = module.pass2_generate(lm, batch, _gen(max_new_tokens), cands)
         ids1 = module.encode_inputs(lm, batch)
         ids2 = module._encode(lm, [module.pass2_text(ex, c) for ex, c in zip(batch, cands)])
@@ -66,7 +69,19 @@ def score_textual(module: TextualRecursion, lm: FrozenLM, examples: list[Example
             flops.append(2.0 * n * (pass1 + pass2))
         preds += [g[0].text.strip() for g in gens]
     correct = [exact_match(p, ex.gold) for p, ex in zip(preds, examples)]
-    return Scored(correct, [ex.meta.get("hops", 1) for ex in examples], flops)
+    return Scored(correct, [ex.meta.get("hops", 1) for ex in examples], flops, seen)
+
+
+def candidate_accuracy(candidates: list[Candidates], examples: list[Example], max_shown: int | None = None) -> dict:
+    """How good pass 1's candidates are (percent): the most frequent one is right (`top`),
+    any shown one is right (`any`: what pass 2 could at best pick). Comparing these on the
+    training questions with new ones shows how far pass 2's training data flatters pass 1."""
+    if len(candidates) != len(examples):
+        raise ValueError(f"candidate_accuracy: {len(candidates)} candidate sets for {len(examples)} examples")
+    top = [exact_match(c.top, ex.gold) for c, ex in zip(candidates, examples)]
+    any_ = [max((exact_match(a, ex.gold) for a, _ in c.merged[:max_shown]), default=0.0) for c, ex in zip(candidates, examples)]
+    n = max(1, len(examples))
+    return {"top": 100.0 * sum(top) / n, "any": 100.0 * sum(any_) / n}
 
 
 @dataclass
