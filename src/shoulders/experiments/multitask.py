@@ -62,6 +62,9 @@ QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: th
 #   Twice the budget (--steps 480, a second machine's backbones, module seed 0): prompt tuning best
 #   36.4 at step 120, then ~34.5; ID-PT best 39.2 at step 400, ~38 from step 120 on (240 steps on those
 #   backbones: 35.3 and 37.5). A longer budget widens the gap a little on dev; not adopted (one seed).
+#   480 steps on a third machine's backbones, module seeds 0 / 1 / 2: prompt tuning 36.0 / 36.4 /
+#   35.8 (mean 36.1), ID-PT 36.5 / 37.1 / 39.1 (mean 37.6, std 1.4): +1.5, ID-PT ahead on every
+#   seed but not by more than its std, as at 240 steps; not adopted.
 METHODS: dict[str, dict] = {
     "prompt_tuning": {"lr": 0.01, "module": {"num_virtual_tokens": 16, "init": "vocab"}},
     "idpt": {"lr": 1e-3, "module": {"prompt_length": 16, "encoder_prompt_length": 0, "max_encoder_tokens": 64,
