@@ -32,3 +32,15 @@ def test_parse_recursion_variant_routes_settings_and_nested_neural_keys():
         parse_recursion_variant("single:connect=last")
     with pytest.raises(ValueError, match="expected 'neural:key=value"):
         parse_recursion_variant("gated:steps=1")
+
+
+def test_select_tasks_keeps_the_order_asked_and_refuses_unknown_names():
+    from types import SimpleNamespace
+
+    from shoulders.experiments.sweep import select_tasks
+
+    tasks = [SimpleNamespace(name=n) for n in ("a", "b", "c")]
+    assert select_tasks(tasks, None) == tasks
+    assert [t.name for t in select_tasks(tasks, ["c", "a"])] == ["c", "a"]
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['z'\]; the mixture has \['a', 'b', 'c'\]"):
+        select_tasks(tasks, ["a", "z"])

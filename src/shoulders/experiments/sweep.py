@@ -7,7 +7,8 @@ evaluated here, so choosing hyper-parameters from this output cannot leak test d
 
 A variant is `method:key=value,key=value`; `lr` sets the learning rate, any other key a
 field of the method's module config (e.g. `prompt_length`, `encoder_prompt_length`,
-`fixed_prompt_length`, `num_virtual_tokens`).
+`fixed_prompt_length`, `num_virtual_tokens`). `--tasks a,b` trains and scores on that
+sub-mixture only, and each result lists its per-task dev scores at the best step.
 
 `--recursion` sweeps recursion instead: the single pass is trained once (as in the demo:
 lr from the grid, best dev step), then each variant `neural:key=value,...` (or
@@ -59,8 +60,12 @@ def _number(value: str):
 
 
 def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: Path, steps: int | None = None,
-              progress: bool = True) -> list[dict]:
-    """Train each variant once (module seed `seed`) and return its best dev average."""
+              progress: bool = True, task_names: list[str] | None = None) -> list[dict]:
+    """Train each variant once (module seed `seed`) and return its best dev average.
+
+    `task_names` trains and scores on a sub-mixture (a diagnosis: can a method learn
+    these tasks at all when they do not share the budget with the rest?).
+    """
     import copy
     from dataclasses import replace
 
@@ -75,7 +80,7 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
     torch.set_num_threads(THREADS)
     budget = replace(FULL, steps=steps) if steps else FULL
     small = str(ensure_backbones(world_seed, names=("toy-small",), threads=THREADS)["toy-small"])
-    tasks = load_world_data(world_seed).tasks
+    tasks = select_tasks(load_world_data(world_seed).tasks, task_names)
     lm = FrozenLM.from_pretrained(small, dtype="float32", device="auto")
     results = []
     for text in variants:
@@ -95,12 +100,23 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
                       evaluate_test=False)
         best = max(run["dev_curve"], key=lambda p: p[1])
         results.append({"variant": text, "method": method, "spec": spec, "best_dev": best[1], "best_step": best[0],
-                        "dev_curve": run["dev_curve"], "trainable_params": run["trainable_params"],
+                        "best_tasks": run["best_tasks"], "dev_curve": run["dev_curve"], "trainable_params": run["trainable_params"],
                         "wall_s": time.perf_counter() - start})
         print(f"{text:60s} best dev {best[1]:.1f} at step {best[0]}", flush=True)
         atomic_write_json(out / "sweep.json", {"seed": seed, "world_seed": world_seed, "budget": budget.__dict__,
-                                              "results": results})
+                                              "tasks": [t.name for t in tasks], "results": results})
     return results
+
+
+def select_tasks(tasks: list, names: list[str] | None) -> list:
+    """The tasks called `names` (all of them when None), refusing an unknown name."""
+    if not names:
+        return list(tasks)
+    known = {t.name: t for t in tasks}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {unknown}; the mixture has {sorted(known)}")
+    return [known[n] for n in names]
 
 
 BACKBONES = ("toy-small", "toy-large")
@@ -204,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="module seed")
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="override the full budget's steps")
+    ap.add_argument("--tasks", default=None, help="comma-separated task names: sweep on this sub-mixture only")
     ap.add_argument("--out", default="runs/sweep")
     ap.add_argument("--recursion", action="store_true", help="sweep neural-recursion variants (dev EM)")
     args = ap.parse_args(argv)
@@ -212,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.recursion:
         run_recursion_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out))
         return 0
-    run_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out), steps=args.steps)
+    run_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out), steps=args.steps,
+              task_names=args.tasks.split(",") if args.tasks else None)
     return 0
 
 
