@@ -1,4 +1,4 @@
-"""shoulders demo [--quick] [--seed N] [--out DIR] [--seeds K] [--only SECTION ...] [--jobs J]"""
+"""shoulders demo [--quick] [--seed N] [--out DIR] [--seeds K] [--only SECTION ...] [--jobs J] [--multitask-steps N]"""
 from __future__ import annotations
 
 
@@ -6,7 +6,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the embedded default end to end: world, toy backbones, the paper's experiments",
                        description="Build the toy world, pre-train (or reuse) toy-small and toy-large, run the "
                        "multi-task, frozen-reader and recursion experiments, and write report.md, results.json "
-                       "and PNG plots. Offline; about 25 minutes on 2 idle CPU cores, first-time pre-training "
+                       "and PNG plots. Offline; about 30 minutes on 2 idle CPU cores, first-time pre-training "
                        "included (--quick: about 3).")
     p.add_argument("--quick", action="store_true", help="smaller world, short runs, one module seed")
     p.add_argument("--seed", type=int, default=0, help="world seed (module seeds are seed, seed+1, ...)")
@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=2, help="worker processes for the experiments (default: 2)")
     p.add_argument("--cache-dir", default=None, help="backbone cache (default: $SHOULDERS_CACHE/toyworld, "
                    "else ~/.cache/shoulders/toyworld)")
+    p.add_argument("--multitask-steps", type=int, default=None, metavar="N",
+                   help="optimizer steps of every multi-task method (default: 480, --quick: 60)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -31,12 +33,14 @@ def run(args) -> int:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.multitask_steps is not None and args.multitask_steps < 1:
+        raise UserError(f"--multitask-steps must be at least 1, got {args.multitask_steps}")
     unknown = sorted(set(args.only or ()) - set(SECTIONS))
     if unknown:
         raise UserError(f"--only: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
     cfg = DemoConfig(seed=args.seed, quick=args.quick, out=Path(args.out), seeds=args.seeds,
                      sections=tuple(args.only) if args.only else SECTIONS, jobs=args.jobs, cache_dir=args.cache_dir,
-                     progress=not args.no_progress)
+                     multitask_steps=args.multitask_steps, progress=not args.no_progress)
     results = run_demo(cfg)
     print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'} and plots "
           f"in {results['timing']['total_s'] / 60:.1f} min")

@@ -44,6 +44,7 @@ class DemoConfig:
     sections: tuple[str, ...] = SECTIONS
     jobs: int = 2  # worker processes for the experiments (1 = in this process)
     cache_dir: str | None = None  # backbone cache (default: $SHOULDERS_CACHE/toyworld or ~/.cache/shoulders)
+    multitask_steps: int | None = None  # every method's optimizer steps in multitask (default: the budget's)
     progress: bool = True
     timings: dict = field(default_factory=dict)
 
@@ -97,8 +98,9 @@ PRIORITY = ("reader", "multitask", "recursion")
 
 
 def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str | None,
-                progress: bool) -> dict:
-    """One experiment; a top-level function so a worker process can run it."""
+                progress: bool, multitask_steps: int | None = None) -> dict:
+    """One experiment; a top-level function so a worker process can run it.
+    `multitask_steps` replaces the multitask budget's step count (the other fields stay)."""
     import torch
 
     from shoulders.toyworld import load_world_data
@@ -107,10 +109,13 @@ def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, s
     data = load_world_data(seed, quick=quick)
     start = time.perf_counter()
     if name == "multitask":
-        from shoulders.experiments.multitask import run_multitask
+        from dataclasses import replace
 
+        from shoulders.experiments.multitask import FULL, QUICK, run_multitask
+
+        budget = replace(QUICK if quick else FULL, steps=multitask_steps) if multitask_steps else None
         section = run_multitask(data.tasks, small, seeds=seeds, quick=quick, out_dir=Path(out) / "multitask",
-                                progress=progress)
+                                progress=progress, budget=budget)
     elif name == "reader":
         from shoulders.experiments.reader import run_reader
 
@@ -144,7 +149,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         backbones = {n: _backbone_job(cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress) for n in names}
         cfg.timings["backbones_s"] = time.perf_counter() - t0
         small, large = backbones["toy-small"]["path"], backbones["toy-large"]["path"]
-        sections = {s: run_section(s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress)
+        sections = {s: run_section(s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress,
+                                   cfg.multitask_steps)
                     for s in cfg.sections}
     results["backbones"] = backbones
     results.update(_chance(cfg))
@@ -183,7 +189,7 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
                 waiting.remove(s)
                 large = backbones.get("toy-large", {}).get("path")
                 args = (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), backbones["toy-small"]["path"], large,
-                        cfg.progress)
+                        cfg.progress, cfg.multitask_steps)
                 pending[pool.submit(run_section, *args)] = ("section", s)
     return {n: backbones[n] for n in names}, sections
 
@@ -227,7 +233,9 @@ def report_markdown(results: dict, out: Path) -> str:
     if "multitask" in results:
         m = results["multitask"]
         lines += ["## Multi-task: shared prompt vs input-dependent prompt vs fine-tuning (paper Table 1, Figure 3)", "",
-                  f"Frozen toy-small on the toyworld prompted mixture ({len(m['setup']['tasks'])} tasks). "
+                  f"Frozen toy-small on the toyworld prompted mixture ({len(m['setup']['tasks'])} tasks), "
+                  f"{m['setup']['budget']['steps']} steps of {m['setup']['budget']['batch_size']} examples for "
+                  "every method. "
                   "Rows are task clusters; the average is over tasks. Model selection on dev, scores on test.", "",
                   m["table_markdown"], "", f"![dev score during training]({_rel(m['figure'], out)})", "",
                   "Paper: ID-PT on the frozen 7B J1-Large matched the fine-tuned 11B T0++ on average, better on "
