@@ -42,8 +42,8 @@ def test_peft_export_gives_same_logits(lm, tmp_path):
     ids = lm.encode(["the cat is happy"])
     with torch.no_grad():
         theirs = peft_model(input_ids=torch.tensor(ids)).logits[0]  # [6 + T, V]
-        out = lm(module.prompt, ids, return_hidden=True)
-        ours = lm.logits(out.hidden_states[0])
+        layout = lm.layout(module.prompt, ids)
+        ours = lm.model_logits(lambda h: h[0], **lm.model_inputs(layout))[0]
     assert ours.shape == theirs.shape  # PEFT returns logits for the virtual tokens too
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     back = import_peft(tmp_path / "adapter", lm)

@@ -5,12 +5,18 @@ eval mode (no dropout). Gradients still flow *through* it to whatever produced t
 prefix. Logits are computed only where they are read (target positions in training,
 the last position in generation): with large vocabularies the LM head is a big share of
 the cost of a step.
+
+Logits always come out of the model's *own* forward: a pre-hook on its output
+embeddings narrows the head's input to the positions we read, and whatever the family
+does after the head (Cohere's `logit_scale`, Granite's `logits_scaling`, Gemma's soft
+cap, MiniCPM's scaling before the head) runs unchanged on those positions. No list of
+special cases to keep in step with transformers.
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,14 +86,12 @@ class FrozenLM:
         self.name_or_path = name_or_path or getattr(model.config, "_name_or_path", "")
         model.requires_grad_(False)
         model.eval()
-        self.base = model.base_model  # the transformer without the LM head
         self.lm_head = model.get_output_embeddings()
         if self.lm_head is None:
             raise ValueError(f"{self.name_or_path}: the model has no output embeddings (not a causal LM?)")
         self.input_embeddings = model.get_input_embeddings()
-        params = inspect.signature(self.base.forward).parameters
+        params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._softcap = getattr(model.config, "final_logit_softcapping", None)
         if tokenizer is not None and tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
             tokenizer.pad_token = tokenizer.eos_token
         self._info = None
@@ -140,6 +144,11 @@ class FrozenLM:
         return cls(model, tokenizer, str(local.resolve()) if local.is_dir() else name)
 
     # --------------------------------------------------------------- properties
+    @property
+    def base(self):
+        """The transformer body without the LM head (for inspection; compute goes through
+        the whole model so every family's own head logic applies)."""
+        return self.model.base_model
     @property
     def config(self):
         return self.model.config
@@ -208,8 +217,8 @@ class FrozenLM:
     def layout(self, prefix: Prefix, token_ids: Sequence[Sequence[int]], pad_side: str = "right") -> Layout:
         return build_layout(self.embed, prefix, token_ids, dtype=self.dtype, device=self.device, pad_side=pad_side)
 
-    def run(self, layout: Layout, cache=None) -> Tensor:
-        """Final hidden states [B, L, D] for a layout (filling `cache` if given)."""
+    def model_inputs(self, layout: Layout, cache=None) -> dict:
+        """Keyword arguments of the model's own forward for a layout (and a cache to fill)."""
         kwargs = {
             "inputs_embeds": layout.inputs_embeds,
             "attention_mask": layout.attention_mask,
@@ -218,14 +227,50 @@ class FrozenLM:
         }
         if cache is not None:
             kwargs[self._cache_kw] = cache
-        return self.base(**kwargs).last_hidden_state
+        return kwargs
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """LM head on the given hidden states only (float32 for a stable softmax)."""
-        logits = self.lm_head(hidden).float()
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
+    def model_logits(self, pick: Callable[[Tensor], Tensor], **kwargs) -> tuple[Tensor, Tensor]:
+        """(logits [N, V] in float32, head input [B, L, D]) from the model's own forward.
+
+        `pick` maps a [B, L, ...] tensor to the [N, ...] positions whose logits are
+        wanted. It is applied to the LM head's input (so the head runs on N positions
+        only, and every post-head transform of the family still applies); if the family
+        computes its head without calling its output-embedding module, it is applied to
+        the full logits instead (same values, more compute).
+        """
+        seen: dict[str, Tensor] = {}
+
+        def narrow(_module, args, kw):
+            hidden = args[0] if args else kw.pop("input")
+            seen["hidden"] = hidden
+            picked = pick(hidden)[None]  # [1, N, D]: the head and what follows are per position
+            return ((picked, *args[1:]), kw) if args else ((), dict(kw, input=picked))
+
+        handle = self.lm_head.register_forward_pre_hook(narrow, with_kwargs=True)
+        try:
+            logits = self.model(**kwargs, return_dict=True).logits
+        finally:
+            handle.remove()
+        if "hidden" not in seen:  # the head was not called as a module: narrow the logits themselves
+            return pick(logits).float(), None
+        return logits[0].float(), seen["hidden"]
+
+    def run(self, layout: Layout, cache=None) -> Tensor:
+        """Final hidden states [B, L, D] for a layout (filling `cache` if given): what the
+        LM head reads."""
+        hidden = self.model_logits(lambda h: h[:, -1], **self.model_inputs(layout, cache))[1]
+        if hidden is None:
+            raise BackboneError(f"{self.name_or_path}: {type(self.model).__name__} does not call its output "
+                                "embeddings as a module, so its final hidden states cannot be read")
+        return hidden
+
+    def last_logits(self, layout: Layout | None = None, cache=None, /, **kwargs) -> Tensor:
+        """Next-token logits [B, V] after the last position: a prefill of `layout` (filling
+        `cache`), or a decode step given as the model's keyword arguments (positional-only
+        parameters, so a model keyword named `cache` reaches the model)."""
+        if layout is not None:
+            kwargs = self.model_inputs(layout, cache)
+        return self.model_logits(lambda h: h[:, -1], **kwargs)[0]
 
     def forward(
         self,
@@ -247,10 +292,11 @@ class FrozenLM:
             raise ValueError(f"{batch} inputs but {len(targets)} targets")
         rows = [list(a) + list(b) for a, b in zip(input_ids, targets)]
         layout = self.layout(prefix, rows, pad_side="right")
-        hidden = self.run(layout)
         loss = token_lp = row_index = None
         n_tgt = [len(t) for t in targets]
-        if sum(n_tgt):
+        if not sum(n_tgt):
+            hidden = self.run(layout)
+        else:
             counts = torch.tensor(n_tgt)
             row_index = torch.repeat_interleave(torch.arange(batch), counts)
             # target token j of row i sits at start_i + prefix_i + len(input_i) + j and is
@@ -260,8 +306,8 @@ class FrozenLM:
             positions = first[row_index] + offsets - 1
             if int(positions.min()) < 0:
                 raise ValueError("a target needs at least one prefix vector or input token before it")
-            h = hidden[row_index.to(hidden.device), positions.to(hidden.device)]
-            logits = self.logits(h)
+            logits, hidden = self.model_logits(
+                lambda h: h[row_index.to(h.device), positions.to(h.device)], **self.model_inputs(layout))
             gold = torch.tensor([t for tgt in targets for t in tgt], device=logits.device)
             token_lp = -F.cross_entropy(logits, gold, reduction="none")
             loss = -token_lp.mean()

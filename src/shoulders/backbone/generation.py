@@ -99,8 +99,7 @@ def generate(
     batch = len(input_ids)
     layout = lm.layout(prefix, input_ids, pad_side="left")
     cache = _new_cache(lm)
-    hidden = lm.run(layout, cache)
-    logits = lm.logits(hidden[:, -1])
+    logits = lm.last_logits(layout, cache)
     mask = layout.attention_mask
     pos = layout.lengths.to(lm.device)  # next position id per row
     if cfg.n > 1:
@@ -153,7 +152,7 @@ def generate(
             "use_cache": True,
             lm._cache_kw: cache,
         }
-        logits = lm.logits(lm.base(**kwargs).last_hidden_state[:, -1])
+        logits = lm.last_logits(**kwargs)
         pos = pos + 1
 
     results: list[list[Generation]] = []

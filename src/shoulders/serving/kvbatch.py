@@ -66,8 +66,7 @@ class DecodeBatch:
         (the `n` samples of one prompt share one prefill: the cache is copied, not recomputed)."""
         layout = lm.layout(list(prefixes), token_ids, pad_side="left")
         cache = new_cache(lm)
-        hidden = lm.run(layout, cache)
-        batch = cls(lm, cache, layout.attention_mask, layout.lengths.to(lm.device), lm.logits(hidden[:, -1]))
+        batch = cls(lm, cache, layout.attention_mask, layout.lengths.to(lm.device), lm.last_logits(layout, cache))
         if repeats and any(r != 1 for r in repeats):
             idx = torch.repeat_interleave(torch.arange(len(repeats)), torch.tensor(list(repeats)))
             batch.select(idx.tolist(), trim=False)
@@ -134,5 +133,5 @@ class DecodeBatch:
             "use_cache": True,
             getattr(lm, "_cache_kw", "past_key_values"): self.cache,
         }
-        self.logits = lm.logits(lm.base(**kwargs).last_hidden_state[:, -1])
+        self.logits = lm.last_logits(**kwargs)
         self.pos = self.pos + 1
