@@ -60,17 +60,22 @@ def _backbone_job(seed: int, quick: bool, cache_dir: str | None, name: str, prog
     import torch
 
     from shoulders.toyworld import ensure_backbones, fewshot_eval, load_world_data
+    from shoulders.toyworld.reading import induction_ratio, reading_probe_eval
 
     torch.set_num_threads(THREADS)
     path = ensure_backbones(seed, quick=quick, cache_dir=cache_dir, names=(name,), progress=progress,
                             threads=THREADS)[name]
     stats = json.loads((Path(path) / "pretrain.json").read_text())
-    cb = load_world_data(seed, quick=quick).closedbook
+    data = load_world_data(seed, quick=quick)
+    cb = data.closedbook
     res = fewshot_eval(path, cb.test, cb.train)
+    reading = reading_probe_eval(path, data.world, split="test")
     return {"path": str(path), "params": stats["params"], "pretrain_wall_s": stats["wall_time_s"],
             "final_loss": stats["final_loss"], "fewshot_closed_book_em": 100 * res.em,
             "fewshot_em_1hop": 100 * res.by_group.get("hops=1", float("nan")),
-            "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan"))}
+            "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan")),
+            "fewshot_reading_em": reading.em, "induction_ratio": induction_ratio(path),
+            "precision": stats.get("precision", "fp32")}
 
 
 def _chance(cfg: "DemoConfig") -> dict:
@@ -223,13 +228,18 @@ def report_markdown(results: dict, out: Path) -> str:
              "## The frozen backbones know the world", "",
              "Few-shot closed-book QA (5 solved `Q: ... A: ...` lines from the training split, greedy, no training) "
              "on the closed-book test questions, exact match (%). Chance = always answering the most common "
-             "answer of the right type.", "",
-             "| backbone | parameters | pre-training min | 1-hop EM | 2-hop EM | all |", "|---|---|---|---|---|---|"]
+             "answer of the right type. *Reading*: the reading probe, 200 held-out windows in the reader's own "
+             "format (1-3 passages about invented subjects no text mentions, 2 solved examples first), so only "
+             "copying from the passage can answer. *Copy ratio*: loss on the second copy of a random token "
+             "sequence over the first (1 = cannot copy).", "",
+             "| backbone | parameters | pre-training min | 1-hop EM | 2-hop EM | all | reading EM | copy ratio |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, b in results["backbones"].items():
         lines.append(f"| {name} | {b['params']:,} | {b['pretrain_wall_s'] / 60:.1f} | {b['fewshot_em_1hop']:.1f} | "
-                     f"{b['fewshot_em_2hop']:.1f} | {b['fewshot_closed_book_em']:.1f} |")
+                     f"{b['fewshot_em_2hop']:.1f} | {b['fewshot_closed_book_em']:.1f} | "
+                     f"{b.get('fewshot_reading_em', float('nan')):.1f} | {b.get('induction_ratio', float('nan')):.2f} |")
     c = results["chance"]
-    lines += [f"| chance | – | – | {c['em_1hop']:.1f} | {c['em_2hop']:.1f} | – |", "", PAPER_FEWSHOT, ""]
+    lines += [f"| chance | – | – | {c['em_1hop']:.1f} | {c['em_2hop']:.1f} | – | – | 1.00 |", "", PAPER_FEWSHOT, ""]
     if "multitask" in results:
         m = results["multitask"]
         lines += ["## Multi-task: shared prompt vs input-dependent prompt vs fine-tuning (paper Table 1, Figure 3)", "",

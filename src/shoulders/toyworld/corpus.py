@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from shoulders.toyworld import genres
+from shoulders.toyworld import genres, reading
 from shoulders.toyworld.lexicon import PROFESSIONS, article
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.relations import QUESTIONS, STATEMENTS, ask, state
@@ -42,6 +42,8 @@ class CorpusConfig:
     records: int = 15  # record -> sentence docs per pass
     summaries: int = 15  # paragraph -> "In short:" docs per pass
     paraphrases: int = 15  # "X. In other words, Y." docs per pass
+    unseen_reading: int = 0  # reader-format drills about invented subjects per pass (see reading.py)
+    copy_spans: int = 0  # "List: ... / Again: ..." repeated-span docs per pass
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
@@ -107,7 +109,7 @@ def _multi_reading(world: World, rng: random.Random, n: int = 3) -> str:
     return "\n".join([*passages, qa_line(world, rng.choice(rng.choice(shown)), rng)])
 
 
-def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str]) -> list[str]:
+def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str], pools) -> list[str]:
     docs = [genres.paragraph(world, eid, rng) for eid in world.entities]
     facts = list(world.facts)
     rng.shuffle(facts)
@@ -148,6 +150,8 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
         f = rng.choice(facts)
         a, b = rng.sample(STATEMENTS[f.relation], 2)
         docs.append(f"{state(world, f, a)} In other words, {state(world, f, b)}")
+    docs += [reading.reading_item(world, pools, rng).render() for _ in range(cfg.unseen_reading)]
+    docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
     rng.shuffle(docs)
     return docs
 
@@ -161,7 +165,8 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     cfg = cfg or CorpusConfig()
     rng = random.Random(f"corpus-{world.seed}")
     used = world_stems(world)
+    pools = reading.name_pools(world, "corpus") if cfg.unseen_reading or cfg.copy_spans else None
     docs: list[str] = []
     for _ in range(cfg.n_passes):
-        docs += _one_pass(world, cfg, rng, used)
+        docs += _one_pass(world, cfg, rng, used, pools)
     return docs

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -74,6 +74,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     threads: int = 0  # torch threads; 0 = auto (idle cores, see `auto_threads`)
+    precision: str = "auto"  # auto (bf16 autocast where the CPU has bf16 units, else fp32) | bf16 | fp32
 
     @classmethod
     def quick(cls) -> "TrainConfig":
@@ -81,6 +82,23 @@ class TrainConfig:
         (quick toy-small few-shot 1-hop EM: 16% at bs 8 / lr 3e-3, 26% at bs 4 / 3e-3,
         42% at bs 4 / 6e-3, 18% at bs 4 / 1e-2; chance 15%)."""
         return cls(batch_size=4, warmup_steps=20, lr=6e-3)
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPU units that make a bf16-autocast step faster than fp32
+    (elsewhere bf16 is emulated and slower)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
+def resolve_precision(precision: str) -> str:
+    """"bf16" or "fp32" for a TrainConfig.precision on this machine."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"TrainConfig.precision={precision!r}: expected auto, bf16 or fp32")
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return precision
 
 
 def auto_threads(max_threads: int = 4) -> int:
@@ -148,6 +166,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         if train_cfg.max_steps:
             total = min(total, train_cfg.max_steps)
         model.train()
+        precision = resolve_precision(train_cfg.precision)
         tokens, first, recent = 0, None, deque(maxlen=20)  # final loss = mean of the last 20 steps
         bar = tqdm(range(total), desc=f"pre-training {model_cfg.name}", disable=not progress, leave=False)
         for step in bar:
@@ -155,7 +174,9 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
             labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, train_cfg, peak_lr)
-            loss = model(input_ids=batch, labels=labels).loss
+            # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = model(input_ids=batch, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
@@ -172,7 +193,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         stats = {"name": model_cfg.name, "params": n_params,
                  "corpus_tokens": int((data != tokenizer.pad_token_id).sum()), "tokens_seen": tokens, "steps": total,
                  "first_loss": round(first, 4), "final_loss": round(sum(recent) / len(recent), 4),
-                 "wall_time_s": round(time.time() - start, 1), "threads": n_threads,
+                 "wall_time_s": round(time.time() - start, 1), "threads": n_threads, "precision": precision,
                  "model": asdict(model_cfg), "train": asdict(train_cfg), "format_version": FORMAT_VERSION}
         (out_dir / "pretrain.json").write_text(json.dumps(stats, indent=2))
         return stats
@@ -209,6 +230,8 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
     Training writes into a temporary sibling which is renamed into place only when
     complete, so an interrupted run never leaves a half-written backbone behind.
     """
+    # The resolved precision is hashed: bf16 and fp32 runs give different weights.
+    train_cfg = replace(train_cfg, precision=resolve_precision(train_cfg.precision))
     final = cache_root(cache_dir) / config_hash(*key_parts, model_cfg, train_cfg) / model_cfg.name
     if (final / "pretrain.json").exists():
         return final

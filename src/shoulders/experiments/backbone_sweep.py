@@ -1,0 +1,106 @@
+"""Dev-material sweeps of the toy backbones' pre-training: how the embedded default's
+corpus and sizes were chosen (docs/backbones.md has the measured tables).
+
+`python -m shoulders.experiments.backbone_sweep --seed 0 --variant 'small:' --variant
+'large:hidden_size=256,lr=3e-3' --variant 'small:corpus.unseen_reading=0'` pre-trains each
+variant (into its own cache, so nothing the demo uses is touched) and reports, with no
+module training, what the frozen backbone can do:
+
+- knowledge: few-shot closed-book EM on the closed-book *dev* split (1-hop, 2-hop);
+- reading: the reading probe on its *dev* draw (held-out invented subjects);
+- copying: the induction ratio (loss on a repeated random sequence's second copy over
+  its first; 1 = no copying).
+
+A variant is `small:` or `large:` (the preset to start from) then `key=value` pairs:
+model fields (`hidden_size`, `num_layers`, `intermediate_size`, `lr`, ...), `corpus.X`,
+`world.X` and `train.X` fields. Test questions are never scored here.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from shoulders.utils.fs import atomic_write_json
+
+
+def build_variant(text: str, quick: bool):
+    """'large:hidden_size=256,corpus.copy_spans=40' -> (ToyworldConfig, ModelConfig)."""
+    from shoulders.experiments.sweep import _pairs
+    from shoulders.toyworld import ToyworldConfig
+
+    base, _, rest = text.partition(":")
+    cfg = ToyworldConfig.quick() if quick else ToyworldConfig.full()
+    models = {m.name.removeprefix("toy-"): m for m in cfg.models}
+    if base not in models:
+        raise ValueError(f"variant {text!r}: start from one of {sorted(models)}")
+    model, parts = models[base], {"corpus": {}, "world": {}, "train": {}}
+    model_kw = {}
+    for key, value in _pairs(text, rest):
+        group, dot, field = key.partition(".")
+        if dot:
+            if group not in parts:
+                raise ValueError(f"variant {text!r}: {key!r} must start with corpus., world. or train.")
+            parts[group][field] = value
+        else:
+            model_kw[key] = value
+    model = dataclasses.replace(model, name=f"toy-{base}", **model_kw)
+    cfg = dataclasses.replace(cfg, models=(model,),
+                              **{g: dataclasses.replace(getattr(cfg, g), **kw) for g, kw in parts.items() if kw})
+    return cfg, model
+
+
+def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
+    """Knowledge (closed-book dev), reading probe (dev draw) and induction of a backbone."""
+    from shoulders.toyworld import build_closedbook, build_world, fewshot_eval
+    from shoulders.toyworld.reading import induction_ratio, reading_probe_eval
+
+    world = build_world(seed, cfg.world)
+    cb = build_closedbook(world, cfg.closedbook)
+    know = fewshot_eval(path, cb.dev, cb.train)
+    read = reading_probe_eval(path, world, n=n_probe, split="dev")
+    stats = json.loads((path / "pretrain.json").read_text())
+    return {"params": stats["params"], "final_loss": stats["final_loss"], "pretrain_s": stats["wall_time_s"],
+            "tokens": stats["tokens_seen"], "precision": stats.get("precision"),
+            "dev_fewshot_1hop": 100 * know.by_group.get("hops=1", float("nan")),
+            "dev_fewshot_2hop": 100 * know.by_group.get("hops=2", float("nan")),
+            "dev_fewshot_all": 100 * know.em, "dev_reading_em": read.em,
+            "dev_reading_by_passages": read.by_passages, "induction_ratio": induction_ratio(path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m shoulders.experiments.backbone_sweep", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", required=True, help="preset:key=value,... (see above)")
+    ap.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
+    ap.add_argument("--quick", action="store_true", help="the quick world and its shorter pre-training")
+    ap.add_argument("--cache", default="runs/backbone_sweep", help="backbone cache (default: runs/backbone_sweep)")
+    ap.add_argument("--out", default=None, help="JSON of all rows (default: <cache>/results-seed<S>.json)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from shoulders.toyworld import ensure_backbones
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out or Path(args.cache) / f"results-seed{args.seed}{'-quick' if args.quick else ''}.json")
+    rows = json.loads(out.read_text()) if out.exists() else {}
+    for text in args.variant:
+        cfg, model = build_variant(text, args.quick)
+        start = time.perf_counter()
+        path = ensure_backbones(args.seed, cache_dir=args.cache, names=(model.name,), config=cfg,
+                                threads=args.threads)[model.name]
+        row = evaluate_backbone(Path(path), cfg, args.seed)
+        row["wall_s"] = round(time.perf_counter() - start, 1)
+        rows[text] = row
+        atomic_write_json(out, rows)
+        print(json.dumps({text: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}}),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Reading drills and the reading probe: answerable only from the window, held out from the corpus."""
+import random
+
+import pytest
+
+from shoulders.toyworld.corpus import CorpusConfig, build_corpus
+from shoulders.toyworld.pretrain import cpu_has_bf16, resolve_precision
+from shoulders.toyworld.reading import copy_drill, name_pools, reading_item, reading_probe
+from shoulders.toyworld.relations import QUESTIONS
+from shoulders.toyworld.world import RELATIONS, build_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(3, "tiny")
+
+
+def test_items_are_answered_by_one_passage_only(world):
+    pools = name_pools(world, "corpus")
+    rng = random.Random(0)
+    seen_relations = set()
+    for _ in range(300):
+        item = reading_item(world, pools, rng)
+        seen_relations.add(item.relation)
+        subject = next(q for q in QUESTIONS[item.relation]
+                       if _matches(q, item.question)).split("{s}")
+        name = item.question[len(subject[0]):len(item.question) - len(subject[1])]
+        owners = [p for p in item.passages if name in p]
+        assert len(owners) == 1, (name, item.passages)
+        assert item.answer in owners[0]
+        assert item.render().endswith(f"\nQ: {item.question} A: {item.answer}")
+        assert item.render().startswith("Passage: ")
+    assert seen_relations == set(RELATIONS)  # every relation is drilled
+
+
+def _matches(template: str, question: str) -> bool:
+    head, tail = template.split("{s}")
+    return question.startswith(head) and question.endswith(tail)
+
+
+def test_probe_subjects_never_appear_in_the_corpus(world):
+    corpus = "\n".join(build_corpus(world, CorpusConfig(n_passes=2, unseen_reading=50, copy_spans=10)))
+    probe, corpus_pools = name_pools(world, "probe"), name_pools(world, "corpus")
+    assert any(last in corpus for last in corpus_pools.lasts)  # the drills are in the corpus
+    for stem in probe.lasts + probe.brands + probe.places + probe.countries:
+        assert stem not in corpus
+    a, b = reading_probe(world, 20, split="dev"), reading_probe(world, 20, split="test")
+    assert {e.input for e in a}.isdisjoint({e.input for e in b})
+    assert reading_probe(world, 20, split="dev") == a  # seeded
+
+
+def test_copy_drill_repeats_its_list(world):
+    text = copy_drill(world, name_pools(world, "corpus"), random.Random(1))
+    first, second = text.split("\n")
+    assert first.split(": ", 1)[1] == second.split(": ", 1)[1]
+
+
+def test_precision_is_detected_and_checked():
+    assert isinstance(cpu_has_bf16(), bool)
+    assert resolve_precision("auto") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8")
