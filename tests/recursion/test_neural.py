@@ -57,21 +57,21 @@ def test_pass2_receives_exactly_the_connector_output(lm, examples, connect, repe
         c = module.connector(h, mask)
     expected = [torch.cat([module.prompt2, c[i, : int(mask[i].sum())]]) for i in range(len(ids))]
     layouts, runs = [], []
-    real_layout, real_run = lm.layout, lm.run
+    real_layout, real_inputs = lm.layout, lm.model_inputs
 
     def spy_layout(prefix, tok, pad_side="right"):
         layouts.append((prefix, tok, pad_side))
         return real_layout(prefix, tok, pad_side)
 
-    def spy_run(layout, cache=None):
+    def spy_inputs(layout, cache=None):  # every layout reaches the model through here
         runs.append(layout)
-        return real_run(layout, cache)
+        return real_inputs(layout, cache)
 
-    lm.layout, lm.run = spy_layout, spy_run
+    lm.layout, lm.model_inputs = spy_layout, spy_inputs
     try:
         module.generate(lm, examples, GenerationConfig(max_new_tokens=2))
     finally:
-        lm.layout, lm.run = real_layout, real_run
+        lm.layout, lm.model_inputs = real_layout, real_inputs
     assert len(layouts) == 2  # pass 1 (the question), pass 2 (generation's prefill)
     prefix2, tokens2, side = layouts[1]
     assert side == "left" and tokens2 == (ids if repeat else [[] for _ in ids])
