@@ -79,7 +79,7 @@ def test_no_corpus_sentence_names_both_ends_of_a_two_hop_chain(data):
 
 
 def test_odqa_mixes_corpus_facts_and_facts_only_the_passages_hold(data):
-    from shoulders.toyworld.corpus import world_stems
+    from shoulders.toyworld.world import world_stems
 
     od, text = data.odqa, "\n".join(data.corpus)
     flags = [q.meta["in_corpus"] for q in od.train + od.test]

@@ -149,6 +149,7 @@ class FrozenLM:
         """The transformer body without the LM head (for inspection; compute goes through
         the whole model so every family's own head logic applies)."""
         return self.model.base_model
+
     @property
     def config(self):
         return self.model.config
@@ -229,8 +230,9 @@ class FrozenLM:
             kwargs[self._cache_kw] = cache
         return kwargs
 
-    def model_logits(self, pick: Callable[[Tensor], Tensor], **kwargs) -> tuple[Tensor, Tensor]:
-        """(logits [N, V] in float32, head input [B, L, D]) from the model's own forward.
+    def model_logits(self, pick: Callable[[Tensor], Tensor], **kwargs) -> tuple[Tensor, Tensor | None]:
+        """(logits [N, V] in float32, head input [B, L, D]) from the model's own forward
+        (head input None if the family never calls its output-embedding module).
 
         `pick` maps a [B, L, ...] tensor to the [N, ...] positions whose logits are
         wanted. It is applied to the LM head's input (so the head runs on N positions
@@ -258,7 +260,7 @@ class FrozenLM:
     def run(self, layout: Layout, cache=None) -> Tensor:
         """Final hidden states [B, L, D] for a layout (filling `cache` if given): what the
         LM head reads."""
-        hidden = self.model_logits(lambda h: h[:, -1], **self.model_inputs(layout, cache))[1]
+        hidden = self.model_logits(lambda h: h[:0, -1], **self.model_inputs(layout, cache))[1]  # no logits read
         if hidden is None:
             raise BackboneError(f"{self.name_or_path}: {type(self.model).__name__} does not call its output "
                                 "embeddings as a module, so its final hidden states cannot be read")

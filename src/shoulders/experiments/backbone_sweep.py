@@ -11,6 +11,10 @@ module training, what the frozen backbone can do:
 - copying: the induction ratio (loss on a repeated random sequence's second copy over
   its first; 1 = no copying).
 
+`--step-speed` instead times one pre-training step (batch 8 x 256 tokens, one thread) of
+each preset's shape and two wider ones in float32 and in bf16 autocast, side by side in one
+run, and prints the ratios (what `TrainConfig.precision="auto"` gains on this CPU).
+
 A variant is `small:` or `large:` (the preset to start from) then `key=value` pairs:
 model fields (`hidden_size`, `num_layers`, `intermediate_size`, `lr`, ...), `corpus.X`,
 `world.X` and `train.X` fields. Test questions are never scored here.
@@ -70,10 +74,49 @@ def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
             "dev_reading_by_passages": read.by_passages, "induction_ratio": induction_ratio(path)}
 
 
+def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 8, 512), (192, 6, 768),
+                                                           (256, 6, 1024), (256, 8, 1024)),
+               steps: int = 6, vocab: int = 3072) -> list[dict]:
+    """Median seconds per training step, fp32 and bf16 autocast, for (hidden, layers, ffn) shapes."""
+    import statistics
+    import time as _time
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from shoulders.toyworld.pretrain import cpu_has_bf16
+
+    rows = []
+    for hidden, layers, ffn in shapes:
+        row = {"hidden": hidden, "layers": layers, "cpu_has_bf16": cpu_has_bf16()}
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
+                                                 num_hidden_layers=layers, num_attention_heads=hidden // 32,
+                                                 max_position_embeddings=256, tie_word_embeddings=True))
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            batch = torch.randint(0, vocab, (8, 256), generator=torch.Generator().manual_seed(0))
+            times = []
+            for _ in range(steps):
+                start = _time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    loss = model(input_ids=batch, labels=batch).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                times.append(_time.perf_counter() - start)
+            row["params"] = sum(p.numel() for p in model.parameters())
+            row[f"{precision}_s"] = statistics.median(times[1:])  # the first step warms up
+        row["speedup"] = row["fp32_s"] / row["bf16_s"]
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shoulders.experiments.backbone_sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, help="preset:key=value,... (see above)")
+    ap.add_argument("--variant", action="append", default=[], help="preset:key=value,... (see above)")
+    ap.add_argument("--step-speed", action="store_true", help="time fp32 vs bf16 pre-training steps instead")
     ap.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     ap.add_argument("--quick", action="store_true", help="the quick world and its shorter pre-training")
     ap.add_argument("--cache", default="runs/backbone_sweep", help="backbone cache (default: runs/backbone_sweep)")
@@ -86,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     from shoulders.toyworld import ensure_backbones
 
     torch.set_num_threads(args.threads)
+    if args.step_speed:
+        for row in step_speed():
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        return 0
+    if not args.variant:
+        ap.error("give at least one --variant (or --step-speed)")
     out = Path(args.out or Path(args.cache) / f"results-seed{args.seed}{'-quick' if args.quick else ''}.json")
     rows = json.loads(out.read_text()) if out.exists() else {}
     for text in args.variant:

@@ -18,7 +18,7 @@ from shoulders.toyworld import genres, reading
 from shoulders.toyworld.lexicon import PROFESSIONS, article
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.relations import QUESTIONS, STATEMENTS, ask, state
-from shoulders.toyworld.world import RELATIONS, Fact, World
+from shoulders.toyworld.world import RELATIONS, Fact, World, world_stems
 
 LIST_HEADS = {"born_in": "People born in {o}", "works_for": "Employees of {o}", "studied_at": "Graduates of {o}",
               "located_in": "Cities in {o}", "founded_by": "Companies founded by {o}",
@@ -154,10 +154,6 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
     docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
     rng.shuffle(docs)
     return docs
-
-
-def world_stems(world: World) -> set[str]:
-    return {w.lower() for e in world.entities.values() for w in e.name.split()}
 
 
 def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:

@@ -20,10 +20,10 @@ import random
 from dataclasses import dataclass
 
 from shoulders.data.examples import Example
-from shoulders.toyworld.lexicon import INDUSTRIES, PROFESSIONS, UNIVERSITY_WORDS
+from shoulders.toyworld.lexicon import INDUSTRIES, PROFESSIONS, UNIVERSITY_WORDS, article
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.relations import QUESTIONS, STATEMENTS
-from shoulders.toyworld.world import RELATIONS, World
+from shoulders.toyworld.world import RELATIONS, World, world_stems
 
 # Subject kinds drawn for drills, weighted towards those the open-domain set asks about
 # unseen (people, products), while every kind (so every relation) keeps a share.
@@ -44,8 +44,6 @@ class NamePools:
 def name_pools(world: World, purpose: str, size: int = 60) -> NamePools:
     """Pools for `purpose` ("corpus" or "probe"). Both pools are drawn from one NameMaker
     (corpus first), so their stems never clash with each other or with the world's."""
-    from shoulders.toyworld.corpus import world_stems
-
     maker = NameMaker(random.Random(f"reading-names-{world.seed}"))
     maker.used = set(world_stems(world))
     pools = {}
@@ -92,8 +90,6 @@ def _object(relation: str, world: World, rng: random.Random) -> str:
 
 
 def _say(template: str, subject: str, obj: str) -> str:
-    from shoulders.toyworld.lexicon import article
-
     return template.format(s=subject, o=obj, ao=f"{article(obj)} {obj}")
 
 

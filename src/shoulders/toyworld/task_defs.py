@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shoulders.toyworld import genres
-from shoulders.toyworld.corpus import world_stems
 from shoulders.toyworld.lexicon import PROFESSIONS, TOPICS, article
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.relations import QUESTIONS, STATEMENTS, ask, state
-from shoulders.toyworld.world import RELATIONS, Fact, World
+from shoulders.toyworld.world import RELATIONS, Fact, World, world_stems
 
 Gen = Callable[[World, str, random.Random], tuple[dict[str, str], str]]
 

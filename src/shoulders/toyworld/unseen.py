@@ -12,10 +12,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from shoulders.toyworld.corpus import world_stems
 from shoulders.toyworld.lexicon import INDUSTRIES, PROFESSIONS
 from shoulders.toyworld.names import NameMaker
-from shoulders.toyworld.world import Entity, Fact, World
+from shoulders.toyworld.world import Entity, Fact, World, world_stems
 
 
 @dataclass

@@ -140,6 +140,11 @@ class World:
                    facts=[Fact(**f) for f in d["facts"]])
 
 
+def world_stems(world: World) -> set[str]:
+    """Lower-cased words of every entity name: what a fresh name must not clash with."""
+    return {w.lower() for e in world.entities.values() for w in e.name.split()}
+
+
 def _spread(rng: random.Random, items: list, groups: list) -> dict:
     """Assign every item to a group so that each group gets at least one item."""
     if len(items) < len(groups):
