@@ -37,3 +37,14 @@ def test_corpus_has_the_general_skill_genres(data):
     text = "\n".join(data.corpus)
     for marker in ("Verdict: ", "Passage: ", "Record: ", "In short: ", "In other words, ", "A: Is it true that"):
         assert marker in text, marker
+
+
+def test_warmup_curriculum_is_off_by_default_and_deterministic():
+    from shoulders.toyworld.corpus import build_warmup
+
+    w = build_world(0, "tiny")
+    assert build_warmup(w, CorpusConfig()) == []
+    cfg = CorpusConfig(warmup_copy=6, warmup_reading=4)
+    docs = build_warmup(w, cfg)
+    assert docs == build_warmup(w, cfg) and len(docs) == 10
+    assert sum(d.startswith("Passage: ") for d in docs) == 4

@@ -52,7 +52,7 @@ def test_backbones_are_reused_not_retrained(backbones, monkeypatch):
 def test_cache_key_follows_config_and_corpus(backbones, monkeypatch, tmp_path):
     root, paths = backbones
     seen = []
-    monkeypatch.setattr(pt, "pretrain", lambda m, t, tok, docs, out, progress: seen.append(m.name))
+    monkeypatch.setattr(pt, "pretrain", lambda m, t, tok, docs, out, **kw: seen.append(m.name))
     other = _cfg()
     other.train.lr = 1e-3  # a new training config: a new backbone
     ensure_backbones(seed=0, config=other, cache_dir=root, names=("toy-small",), progress=False)
@@ -92,3 +92,47 @@ def test_config_hash_ignores_unset_options_and_threads():
     assert base == pt.config_hash(TOY_SMALL, TrainConfig(threads=3))
     assert base != pt.config_hash(replace(TOY_SMALL, lr=1e-3), TrainConfig())
     assert base != pt.config_hash(TOY_SMALL, TrainConfig(seed=1))
+
+
+def test_doc_mask_keeps_each_packed_document_alone():
+    """With restarting position ids, a packed document gives the logits it gives alone,
+    whatever precedes it in the row (transformers' packed-sequence mask)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    row = torch.tensor([[1, 5, 6, 7, 2, 1, 8, 9, 2, 0]])
+    other = row.clone()
+    other[0, 2] = 11  # change the first document only
+    pos = pt.doc_positions(row, bos_id=1)
+    assert pos.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3, 4]]
+    packed = model(input_ids=row, position_ids=pos, use_cache=False).logits
+    changed = model(input_ids=other, position_ids=pt.doc_positions(other, 1), use_cache=False).logits
+    alone = model(input_ids=row[:, 5:9]).logits
+    torch.testing.assert_close(packed[:, 5:], changed[:, 5:])
+    torch.testing.assert_close(packed[:, 5:9], alone)
+    assert (packed[:, 2:5] - changed[:, 2:5]).abs().max() > 1e-3  # the first document did change
+
+
+def test_warmup_rows_come_first_once_then_the_corpus_passes():
+    import torch
+
+    order = pt.row_order(3, 5, 2, torch.Generator().manual_seed(0)).tolist()
+    assert sorted(order[:3]) == [0, 1, 2]
+    assert sorted(order[3:8]) == sorted(order[8:]) == [3, 4, 5, 6, 7]
+    assert pt.row_order(0, 4, 1, torch.Generator().manual_seed(0)).tolist() == \
+        torch.randperm(4, generator=torch.Generator().manual_seed(0)).tolist()  # no warm-up: as before
+
+
+def test_warmup_documents_are_trained_and_counted(tmp_path):
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
+    warm = [f"List: a{i} b{i} c{i}.\nAgain: a{i} b{i} c{i}." for i in range(40)]
+    tok = train_tokenizer(docs + warm)
+    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, doc_mask=True)
+    stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False, warmup_docs=warm)
+    rows = len(pt.pack(tok, docs, 32)) + len(pt.pack(tok, warm, 32))
+    assert stats["steps"] == rows // 4 and stats["warmup_tokens"] > 0 and stats["corpus_tokens"] > 0

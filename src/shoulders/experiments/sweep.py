@@ -51,6 +51,8 @@ def _pairs(text: str, rest: str):
 
 
 def _number(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
     for cast in (int, float):
         try:
             return cast(value)

@@ -44,6 +44,10 @@ class CorpusConfig:
     paraphrases: int = 15  # "X. In other words, Y." docs per pass
     unseen_reading: int = 0  # reader-format drills about invented subjects per pass (see reading.py)
     copy_spans: int = 0  # "List: ... / Again: ..." repeated-span docs per pass
+    # A curriculum seen before the passes: short docs that only copying can predict, so
+    # attention learns to copy while the context is short (see docs/backbones.md).
+    warmup_copy: int = 0  # repeated-span docs
+    warmup_reading: int = 0  # reader-format drills about invented subjects
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
@@ -165,4 +169,17 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     docs: list[str] = []
     for _ in range(cfg.n_passes):
         docs += _one_pass(world, cfg, rng, used, pools)
+    return docs
+
+
+def build_warmup(world: World, cfg: CorpusConfig | None = None) -> list[str]:
+    """The curriculum's warm-up documents (empty unless warmup_copy/warmup_reading are set)."""
+    cfg = cfg or CorpusConfig()
+    if not (cfg.warmup_copy or cfg.warmup_reading):
+        return []
+    rng = random.Random(f"warmup-{world.seed}")
+    pools = reading.name_pools(world, "corpus")
+    docs = [reading.copy_drill(world, pools, rng) for _ in range(cfg.warmup_copy)]
+    docs += [reading.reading_item(world, pools, rng).render() for _ in range(cfg.warmup_reading)]
+    rng.shuffle(docs)
     return docs

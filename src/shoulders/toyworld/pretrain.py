@@ -75,6 +75,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     threads: int = 0  # torch threads; 0 = auto (idle cores, see `auto_threads`)
     precision: str = "auto"  # auto (bf16 autocast where the CPU has bf16 units, else fp32) | bf16 | fp32
+    # Attention stays inside each packed document, positions restart at its <bos>: every
+    # document is seen as at inference, and the context a copy must search is the document,
+    # not the whole 256-token row (see docs/backbones.md: copying forms far sooner so).
+    doc_mask: bool = False
 
     @classmethod
     def quick(cls) -> "TrainConfig":
@@ -132,6 +136,24 @@ def pack(tokenizer, docs: list[str], seq_len: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def doc_positions(batch: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """Position ids that restart at 0 on every <bos> of a packed row.
+
+    Given these and no attention mask, `transformers` builds a block-diagonal causal mask
+    (its packed-sequence support), so no token attends across a document boundary.
+    """
+    idx = torch.arange(batch.shape[1]).expand_as(batch)
+    start = torch.where(batch == bos_id, idx, torch.zeros_like(idx)).cummax(-1).values
+    return idx - start
+
+
+def row_order(n_warm: int, n_main: int, epochs: int, gen: torch.Generator) -> torch.Tensor:
+    """Row indices in training order: the warm-up rows (0..n_warm-1) once, shuffled, then
+    `epochs` shuffled passes over the main rows (n_warm..n_warm+n_main-1)."""
+    return torch.cat([torch.randperm(n_warm, generator=gen)]
+                     + [n_warm + torch.randperm(n_main, generator=gen) for _ in range(epochs)])
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to peak * min_lr_ratio."""
     if step < cfg.warmup_steps:
@@ -141,8 +163,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
 
 
 def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: list[str], out_dir: Path,
-             progress: bool = True) -> dict:
-    """Train one backbone and save it (model + tokenizer + pretrain.json) into out_dir."""
+             progress: bool = True, warmup_docs: list[str] | tuple = ()) -> dict:
+    """Train one backbone and save it (model + tokenizer + pretrain.json) into out_dir.
+
+    `warmup_docs` (a curriculum) are seen first, once, in shuffled order, before the
+    `epochs` passes over `docs`; one lr schedule spans both.
+    """
     from transformers import LlamaForCausalLM
 
     threads = torch.get_num_threads()
@@ -152,6 +178,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         torch.manual_seed(train_cfg.seed)
         start = time.time()
         data = pack(tokenizer, docs, train_cfg.seq_len)
+        warm = pack(tokenizer, list(warmup_docs), train_cfg.seq_len) if warmup_docs else data[:0]
         model = LlamaForCausalLM(model_cfg.hf_config(tokenizer))
         n_params = sum(p.numel() for p in model.parameters())
         decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -161,8 +188,9 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
                                  {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=train_cfg.betas)
         gen = torch.Generator().manual_seed(train_cfg.seed)
         n_epochs = math.ceil(train_cfg.epochs)
-        order = torch.cat([torch.randperm(len(data), generator=gen) for _ in range(n_epochs)])
-        total = max(1, int(len(data) * train_cfg.epochs) // train_cfg.batch_size)
+        order = row_order(len(warm), len(data), n_epochs, gen)
+        data = torch.cat([warm, data])
+        total = max(1, (len(warm) + int((len(data) - len(warm)) * train_cfg.epochs)) // train_cfg.batch_size)
         if train_cfg.max_steps:
             total = min(total, train_cfg.max_steps)
         model.train()
@@ -172,11 +200,15 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         for step in bar:
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
             labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
+            extra = {}
+            if train_cfg.doc_mask:  # the next document's <bos> cannot be predicted from this one
+                labels = labels.masked_fill(batch == tokenizer.bos_token_id, -100)
+                extra = {"position_ids": doc_positions(batch, tokenizer.bos_token_id), "use_cache": False}
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, train_cfg, peak_lr)
             # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = model(input_ids=batch, labels=labels).loss
+                loss = model(input_ids=batch, labels=labels, **extra).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
@@ -191,7 +223,8 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         stats = {"name": model_cfg.name, "params": n_params,
-                 "corpus_tokens": int((data != tokenizer.pad_token_id).sum()), "tokens_seen": tokens, "steps": total,
+                 "corpus_tokens": int((data[len(warm):] != tokenizer.pad_token_id).sum()),
+                 "warmup_tokens": int((warm != tokenizer.pad_token_id).sum()), "tokens_seen": tokens, "steps": total,
                  "first_loss": round(first, 4), "final_loss": round(sum(recent) / len(recent), 4),
                  "wall_time_s": round(time.time() - start, 1), "threads": n_threads, "precision": precision,
                  "model": asdict(model_cfg), "train": asdict(train_cfg), "format_version": FORMAT_VERSION}
@@ -225,7 +258,8 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
                  cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """The backbone's cache directory, pre-training it first if it is not there yet.
 
-    `data()` returns (tokenizer, documents); it is only called when training is needed.
+    `data()` returns (tokenizer, documents) or (tokenizer, documents, warm-up documents);
+    it is only called when training is needed.
 
     Training writes into a temporary sibling which is renamed into place only when
     complete, so an interrupted run never leaves a half-written backbone behind.
@@ -237,8 +271,8 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
         return final
     tmp = final.parent / f".tmp-{model_cfg.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer, docs = data()
-    pretrain(model_cfg, train_cfg, tokenizer, docs, tmp, progress=progress)
+    tokenizer, docs, *warmup = data()
+    pretrain(model_cfg, train_cfg, tokenizer, docs, tmp, progress=progress, warmup_docs=warmup[0] if warmup else ())
     try:
         os.replace(tmp, final)
     except OSError:  # another process finished first: keep theirs
