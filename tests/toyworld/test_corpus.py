@@ -39,12 +39,9 @@ def test_corpus_has_the_general_skill_genres(data):
         assert marker in text, marker
 
 
-def test_warmup_curriculum_is_off_by_default_and_deterministic():
-    from shoulders.toyworld.corpus import build_warmup
 
+def test_unseen_reading_docs_hold_several_items_few_shot_style():
     w = build_world(0, "tiny")
-    assert build_warmup(w, CorpusConfig()) == []
-    cfg = CorpusConfig(warmup_copy=6, warmup_reading=4)
-    docs = build_warmup(w, cfg)
-    assert docs == build_warmup(w, cfg) and len(docs) == 10
-    assert sum(d.startswith("Passage: ") for d in docs) == 4
+    docs = build_corpus(w, CorpusConfig(n_passes=1, unseen_reading=30, reading_items_per_doc=(2, 2)))
+    drills = [d for d in docs if d.startswith("Passage: ") and d.count("\nQ: ") == 2]
+    assert len(drills) >= 30

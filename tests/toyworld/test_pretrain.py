@@ -126,13 +126,24 @@ def test_warmup_rows_come_first_once_then_the_corpus_passes():
         torch.randperm(4, generator=torch.Generator().manual_seed(0)).tolist()  # no warm-up: as before
 
 
-def test_warmup_documents_are_trained_and_counted(tmp_path):
+def test_copy_warmup_rows_repeat_random_runs_and_come_first(tmp_path):
+    import torch
+
     from shoulders.toyworld.tokenizer import train_tokenizer
 
     docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
-    warm = [f"List: a{i} b{i} c{i}.\nAgain: a{i} b{i} c{i}." for i in range(40)]
-    tok = train_tokenizer(docs + warm)
-    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, doc_mask=True)
-    stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False, warmup_docs=warm)
-    rows = len(pt.pack(tok, docs, 32)) + len(pt.pack(tok, warm, 32))
-    assert stats["steps"] == rows // 4 and stats["warmup_tokens"] > 0 and stats["corpus_tokens"] > 0
+    tok = train_tokenizer(docs)
+    rows = pt.copy_rows(tok, 3, 64, torch.Generator().manual_seed(0))
+    assert rows.shape == (3, 64) and pt.copy_rows(tok, 0, 64, torch.Generator()).shape == (0, 64)
+    for row in rows.tolist():
+        row = [t for t in row if t != tok.pad_token_id]
+        cut = [i for i, t in enumerate(row) if t == tok.bos_token_id] + [len(row)]
+        for a, b in zip(cut, cut[1:]):
+            body = row[a + 1:b - 1]  # between <bos> and <eos>
+            half = len(body) // 2
+            assert row[b - 1] == tok.eos_token_id and body[:half] == body[half:] and len(set(body[:half])) == half
+            assert min(body) >= 3 + 256
+    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_warmup_steps=3)
+    stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False)
+    assert stats["steps"] == 3 + len(pt.pack(tok, docs, 32)) // 4
+    assert stats["copy_warmup_tokens"] > 0 and stats["corpus_tokens"] > 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shoulders.data.examples import Task
 from shoulders.toyworld.closedbook import ClosedBookConfig, build_closedbook
-from shoulders.toyworld.corpus import CorpusConfig, build_corpus, build_warmup
+from shoulders.toyworld.corpus import CorpusConfig, build_corpus
 from shoulders.toyworld.odqa import OdqaConfig, OdqaSet, build_odqa
 from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, TrainConfig, train_cached
 from shoulders.toyworld.tasks import TaskConfig, build_tasks
@@ -127,10 +127,9 @@ def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path |
         raise ValueError(f"unknown backbone(s) in {names}: have {[m.name for m in cfg.models]}")
     # The key hashes the corpus text itself, not just its config, so a change to any
     # generator invalidates the cache even when no config field changed.
-    world = load_world_data(seed, quick).world if config is None else build_world(seed, cfg.world)
-    docs = load_world_data(seed, quick).corpus if config is None else build_corpus(world, cfg.corpus)
-    warmup = build_warmup(world, cfg.corpus)
-    digest = hashlib.sha256("\x00".join(docs + ["<warmup>"] + warmup if warmup else docs).encode()).hexdigest()
+    docs = load_world_data(seed, quick).corpus if config is None else build_corpus(build_world(seed, cfg.world),
+                                                                                   cfg.corpus)
+    digest = hashlib.sha256("\x00".join(docs).encode()).hexdigest()
     key = (seed, cfg.world, cfg.corpus, digest, cfg.tokenizer, cfg.tokenizer_passes)
     tokenizer, out = None, {}
 
@@ -139,7 +138,7 @@ def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path |
         if tokenizer is None:
             n = len(docs) * cfg.tokenizer_passes // max(1, cfg.corpus.n_passes)
             tokenizer = train_tokenizer(docs[:n], cfg.tokenizer)
-        return tokenizer, docs, warmup
+        return tokenizer, docs
 
     for m in models:
         out[m.name] = train_cached(m, cfg.train, key, data, cache_dir=cache_dir, progress=progress)

@@ -44,10 +44,7 @@ class CorpusConfig:
     paraphrases: int = 15  # "X. In other words, Y." docs per pass
     unseen_reading: int = 0  # reader-format drills about invented subjects per pass (see reading.py)
     copy_spans: int = 0  # "List: ... / Again: ..." repeated-span docs per pass
-    # A curriculum seen before the passes: short docs that only copying can predict, so
-    # attention learns to copy while the context is short (see docs/backbones.md).
-    warmup_copy: int = 0  # repeated-span docs
-    warmup_reading: int = 0  # reader-format drills about invented subjects
+    reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
@@ -154,7 +151,8 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
         f = rng.choice(facts)
         a, b = rng.sample(STATEMENTS[f.relation], 2)
         docs.append(f"{state(world, f, a)} In other words, {state(world, f, b)}")
-    docs += [reading.reading_item(world, pools, rng).render() for _ in range(cfg.unseen_reading)]
+    docs += ["\n".join(reading.reading_item(world, pools, rng).render()
+                       for _ in range(rng.randint(*cfg.reading_items_per_doc))) for _ in range(cfg.unseen_reading)]
     docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
     rng.shuffle(docs)
     return docs
@@ -171,15 +169,3 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
         docs += _one_pass(world, cfg, rng, used, pools)
     return docs
 
-
-def build_warmup(world: World, cfg: CorpusConfig | None = None) -> list[str]:
-    """The curriculum's warm-up documents (empty unless warmup_copy/warmup_reading are set)."""
-    cfg = cfg or CorpusConfig()
-    if not (cfg.warmup_copy or cfg.warmup_reading):
-        return []
-    rng = random.Random(f"warmup-{world.seed}")
-    pools = reading.name_pools(world, "corpus")
-    docs = [reading.copy_drill(world, pools, rng) for _ in range(cfg.warmup_copy)]
-    docs += [reading.reading_item(world, pools, rng).render() for _ in range(cfg.warmup_reading)]
-    rng.shuffle(docs)
-    return docs

@@ -79,6 +79,10 @@ class TrainConfig:
     # document is seen as at inference, and the context a copy must search is the document,
     # not the whole 256-token row (see docs/backbones.md: copying forms far sooner so).
     doc_mask: bool = False
+    # Steps of random token sequences said twice before the corpus (always doc-masked):
+    # only copying predicts the repeat, so attention learns to copy (induction) first,
+    # and reading drills then teach reading in a few hundred steps (docs/backbones.md).
+    copy_warmup_steps: int = 0
 
     @classmethod
     def quick(cls) -> "TrainConfig":
@@ -154,6 +158,25 @@ def row_order(n_warm: int, n_main: int, epochs: int, gen: torch.Generator) -> to
                      + [n_warm + torch.randperm(n_main, generator=gen) for _ in range(epochs)])
 
 
+def copy_rows(tokenizer, n_rows: int, seq_len: int, gen: torch.Generator,
+              length: tuple[int, int] = (5, 20)) -> torch.Tensor:
+    """Rows of packed documents `<bos> s s <eos>`, s a run of distinct random tokens (no
+    special or single-byte ones): the second copy can only be predicted by copying the first."""
+    low, high = 3 + 256, len(tokenizer)
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    rows = []
+    for _ in range(n_rows):
+        row: list[int] = []
+        while True:
+            n = int(torch.randint(length[0], length[1], (1,), generator=gen))
+            s = (torch.randperm(high - low, generator=gen)[:n] + low).tolist()
+            if len(row) + 2 * n + 2 > seq_len:
+                break
+            row += [bos, *s, *s, eos]
+        rows.append(row + [pad] * (seq_len - len(row)))
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, seq_len)
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to peak * min_lr_ratio."""
     if step < cfg.warmup_steps:
@@ -163,11 +186,11 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
 
 
 def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: list[str], out_dir: Path,
-             progress: bool = True, warmup_docs: list[str] | tuple = ()) -> dict:
+             progress: bool = True) -> dict:
     """Train one backbone and save it (model + tokenizer + pretrain.json) into out_dir.
 
-    `warmup_docs` (a curriculum) are seen first, once, in shuffled order, before the
-    `epochs` passes over `docs`; one lr schedule spans both.
+    With `copy_warmup_steps`, random copy rows come first (a curriculum), then `epochs`
+    passes over `docs`; one lr schedule spans both.
     """
     from transformers import LlamaForCausalLM
 
@@ -178,7 +201,6 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         torch.manual_seed(train_cfg.seed)
         start = time.time()
         data = pack(tokenizer, docs, train_cfg.seq_len)
-        warm = pack(tokenizer, list(warmup_docs), train_cfg.seq_len) if warmup_docs else data[:0]
         model = LlamaForCausalLM(model_cfg.hf_config(tokenizer))
         n_params = sum(p.numel() for p in model.parameters())
         decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -187,6 +209,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=train_cfg.betas)
         gen = torch.Generator().manual_seed(train_cfg.seed)
+        warm = copy_rows(tokenizer, train_cfg.copy_warmup_steps * train_cfg.batch_size, train_cfg.seq_len, gen)
         n_epochs = math.ceil(train_cfg.epochs)
         order = row_order(len(warm), len(data), n_epochs, gen)
         data = torch.cat([warm, data])
@@ -201,7 +224,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
             labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
             extra = {}
-            if train_cfg.doc_mask:  # the next document's <bos> cannot be predicted from this one
+            if train_cfg.doc_mask or step < train_cfg.copy_warmup_steps:  # the next <bos> cannot be predicted
                 labels = labels.masked_fill(batch == tokenizer.bos_token_id, -100)
                 extra = {"position_ids": doc_positions(batch, tokenizer.bos_token_id), "use_cache": False}
             for group in opt.param_groups:
@@ -224,7 +247,8 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         tokenizer.save_pretrained(out_dir)
         stats = {"name": model_cfg.name, "params": n_params,
                  "corpus_tokens": int((data[len(warm):] != tokenizer.pad_token_id).sum()),
-                 "warmup_tokens": int((warm != tokenizer.pad_token_id).sum()), "tokens_seen": tokens, "steps": total,
+                 "copy_warmup_tokens": int((warm != tokenizer.pad_token_id).sum()), "tokens_seen": tokens,
+                 "steps": total,
                  "first_loss": round(first, 4), "final_loss": round(sum(recent) / len(recent), 4),
                  "wall_time_s": round(time.time() - start, 1), "threads": n_threads, "precision": precision,
                  "model": asdict(model_cfg), "train": asdict(train_cfg), "format_version": FORMAT_VERSION}
@@ -258,8 +282,7 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
                  cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """The backbone's cache directory, pre-training it first if it is not there yet.
 
-    `data()` returns (tokenizer, documents) or (tokenizer, documents, warm-up documents);
-    it is only called when training is needed.
+    `data()` returns (tokenizer, documents); it is only called when training is needed.
 
     Training writes into a temporary sibling which is renamed into place only when
     complete, so an interrupted run never leaves a half-written backbone behind.
@@ -271,8 +294,8 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
         return final
     tmp = final.parent / f".tmp-{model_cfg.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer, docs, *warmup = data()
-    pretrain(model_cfg, train_cfg, tokenizer, docs, tmp, progress=progress, warmup_docs=warmup[0] if warmup else ())
+    tokenizer, docs = data()
+    pretrain(model_cfg, train_cfg, tokenizer, docs, tmp, progress=progress)
     try:
         os.replace(tmp, final)
     except OSError:  # another process finished first: keep theirs
