@@ -6,7 +6,9 @@ from shoulders.experiments.sweep import parse_recursion_variant, parse_variant
 
 def test_parse_variant_splits_lr_from_module_fields():
     assert parse_variant("idpt:lr=3e-3,prompt_length=32,shared_prompt=true") == (
-        "idpt", {"lr": 0.003}, {"prompt_length": 32, "shared_prompt": "true"})
+        "idpt", {"lr": 0.003}, {"prompt_length": 32, "shared_prompt": True})
+    # booleans are booleans: the string "false" would be truthy
+    assert parse_variant("idpt:shared_prompt=False")[2] == {"shared_prompt": False}
     assert parse_variant("prompt_tuning:") == ("prompt_tuning", {}, {})
 
 

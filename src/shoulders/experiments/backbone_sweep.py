@@ -11,6 +11,10 @@ module training, what the frozen backbone can do:
 - copying: the induction ratio (loss on a repeated random sequence's second copy over
   its first; 1 = no copying).
 
+`--copy-plateau` instead trains toy-small's shape on random token runs said twice, with the
+row as context and with one short document as context, and prints the loss curves (how
+long the model takes to start copying; docs/backbones.md).
+
 `--step-speed` instead times one pre-training step (batch 8 x 256 tokens, one thread) of
 each preset's shape and two wider ones in float32 and in bf16 autocast, side by side in one
 run, and prints the ratios (what `TrainConfig.precision="auto"` gains on this CPU).
@@ -27,6 +31,7 @@ import json
 import time
 from pathlib import Path
 
+from shoulders.toyworld.pretrain import cpu_has_bf16
 from shoulders.utils.fs import atomic_write_json
 
 
@@ -84,8 +89,6 @@ def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from shoulders.toyworld.pretrain import cpu_has_bf16
-
     rows = []
     for hidden, layers, ffn in shapes:
         row = {"hidden": hidden, "layers": layers, "cpu_has_bf16": cpu_has_bf16()}
@@ -112,11 +115,50 @@ def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 
     return rows
 
 
+def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int = 0) -> list[dict]:
+    """Toy-small's shape trained from scratch on random copy rows only (`pretrain.copy_rows`),
+    with and without document masking: the training loss every `every` steps. ln(vocab)/2
+    below the start means the repeats are copied. Shows how long the induction plateau is
+    when the context is the whole 256-token row versus one short document."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from shoulders.toyworld import TOY_SMALL
+    from shoulders.toyworld.pretrain import doc_positions, copy_rows
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([f"w{i} x{i * 7} y{i * 13}" for i in range(4000)])  # any vocabulary of ~3k tokens
+    rows = []
+    for masked in (False, True):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(TOY_SMALL.hf_config(tok))
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+        data = copy_rows(tok, steps * 8, 256, torch.Generator().manual_seed(seed))
+        for step in range(steps):
+            batch = data[step * 8:(step + 1) * 8]
+            labels = batch.masked_fill((batch == tok.pad_token_id) | (batch == tok.bos_token_id), -100)
+            extra = {"position_ids": doc_positions(batch, tok.bos_token_id), "use_cache": False} if masked else {}
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / 50)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
+                loss = model(input_ids=batch, labels=labels, **extra).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if (step + 1) % every == 0:
+                rows.append({"doc_mask": masked, "step": step + 1, "loss": round(loss.item(), 3)})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shoulders.experiments.backbone_sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", default=[], help="preset:key=value,... (see above)")
     ap.add_argument("--step-speed", action="store_true", help="time fp32 vs bf16 pre-training steps instead")
+    ap.add_argument("--copy-plateau", action="store_true",
+                    help="train on random copy rows with and without document masking instead (loss curve)")
     ap.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     ap.add_argument("--quick", action="store_true", help="the quick world and its shorter pre-training")
     ap.add_argument("--cache", default="runs/backbone_sweep", help="backbone cache (default: runs/backbone_sweep)")
@@ -133,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in step_speed():
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         return 0
+    if args.copy_plateau:
+        copy_plateau()
+        return 0
     if not args.variant:
-        ap.error("give at least one --variant (or --step-speed)")
+        ap.error("give at least one --variant (or --step-speed or --copy-plateau)")
     out = Path(args.out or Path(args.cache) / f"results-seed{args.seed}{'-quick' if args.quick else ''}.json")
     rows = json.loads(out.read_text()) if out.exists() else {}
     for text in args.variant:

@@ -42,15 +42,17 @@ class CorpusConfig:
     records: int = 15  # record -> sentence docs per pass
     summaries: int = 15  # paragraph -> "In short:" docs per pass
     paraphrases: int = 15  # "X. In other words, Y." docs per pass
-    unseen_reading: int = 0  # reader-format drills about invented subjects per pass (see reading.py)
-    copy_spans: int = 0  # "List: ... / Again: ..." repeated-span docs per pass
+    # Measured on dev probes (docs/backbones.md): with document masking these raise reading
+    # and 2-hop and keep 1-hop knowledge; without it they cost knowledge.
+    unseen_reading: int = 150  # reader-format drill docs about invented subjects per pass (see reading.py)
+    copy_spans: int = 40  # "List: ... / Again: ..." repeated-span docs per pass
     reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
         """For the quick world: fewer passes, a quarter of the everyday text per pass."""
         return cls(n_passes=32, reviews=10, posts=4, headlines=5, reading=5, fiction=6, multi_reading=4,
-                   records=4, summaries=4, paraphrases=4)
+                   records=4, summaries=4, paraphrases=4, unseen_reading=40, copy_spans=10)
 
 
 def qa_line(world: World, fact: Fact, rng: random.Random) -> str:

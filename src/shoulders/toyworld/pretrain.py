@@ -78,7 +78,7 @@ class TrainConfig:
     # Attention stays inside each packed document, positions restart at its <bos>: every
     # document is seen as at inference, and the context a copy must search is the document,
     # not the whole 256-token row (see docs/backbones.md: copying forms far sooner so).
-    doc_mask: bool = False
+    doc_mask: bool = True
     # Steps of random token sequences said twice before the corpus (always doc-masked):
     # only copying predicts the repeat, so attention learns to copy (induction) first,
     # and reading drills then teach reading in a few hundred steps (docs/backbones.md).

@@ -144,9 +144,9 @@ def reading_item(world: World, pools: NamePools, rng: random.Random, n_passages:
 
 
 def copy_drill(world: World, pools: NamePools, rng: random.Random, length: tuple[int, int] = (6, 24)) -> str:
-    """A random list of names and words, said twice: the repeat can only be copied."""
-    vocab = ([e.name for e in world.entities.values()] + pools.lasts + pools.brands + pools.places
-             + list(PROFESSIONS) + [str(y) for y in range(1950, 2016, 7)])
+    """A random list of invented names and words, said twice: the repeat can only be copied.
+    No world entity appears: a list naming both ends of a 2-hop chain would leak it."""
+    vocab = pools.lasts + pools.brands + pools.places + list(PROFESSIONS) + [str(y) for y in range(1950, 2016, 7)]
     words = [rng.choice(vocab) for _ in range(rng.randint(*length))]
     sep = rng.choice((", ", " ", "; "))
     a, b = rng.choice((("List", "Again"), ("Names", "Repeat"), ("Notes", "Copy")))
