@@ -552,6 +552,16 @@ def _(w, tmp):
                r"expects \(3, 32\)")
 
 
+@row("checkpoint-other-backbone", TRAIN, "resume with `backbone.name_or_path` set to another backbone")
+def _(w, tmp):
+    other = w.other_lm().name_or_path
+    train_yaml(w, tmp)
+    return Cli(["train", "c.yaml", "--no-progress", "--set", "train.steps=2", "--set", f"backbone.name_or_path={other}"],
+               r"^shoulders train: error: run/checkpoints/step-0000001: cannot resume from this checkpoint: "
+               r"run/checkpoints/step-0000001: module was trained on backbone '.*gpt2', not on '.*gpt2-other': "
+               r"embedding_fingerprint")
+
+
 @row("checkpoint-tampered-weights", TRAIN, "resume from a checkpoint whose weights were modified")
 def _(w, tmp):
     train_yaml(w, tmp)

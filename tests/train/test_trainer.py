@@ -79,3 +79,28 @@ def test_outputs(lm, tiny_dir, tmp_path):
     assert (out / "training_curve.png").exists() and (out / "train_config.yaml").exists()
     assert res.best_dir is not None and (res.best_dir / "module.json").exists()
     assert len(list((out / "checkpoints").iterdir())) == 2  # keep_checkpoints
+
+
+def test_resume_with_another_backbone_is_refused_and_changes_nothing(tiny_dirs, tmp_path):
+    import hashlib
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.train.config import ConfigError
+
+    out = tmp_path / "run"
+    gpt2 = FrozenLM.from_pretrained(tiny_dirs["gpt2"], dtype="float32", device="cpu")
+    Trainer(_config(tiny_dirs["gpt2"], out, steps=8), backbone=gpt2, tasks=[keyword_task(40, 8)],
+            progress=False).fit()
+
+    def snapshot():
+        return {p.relative_to(out): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    llama = FrozenLM.from_pretrained(tiny_dirs["llama"], dtype="float32", device="cpu")
+    with pytest.raises(ConfigError) as err:
+        Trainer(_config(tiny_dirs["llama"], out, steps=12), backbone=llama, tasks=[keyword_task(40, 8)],
+                progress=False).fit()
+    message = str(err.value)
+    assert "\n" not in message and "cannot resume" in message
+    assert str(tiny_dirs["gpt2"]) in message and str(tiny_dirs["llama"]) in message
+    assert snapshot() == before

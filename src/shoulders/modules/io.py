@@ -42,6 +42,21 @@ def save_module(module, path: str | Path, backbone=None, *, extra: dict[str, Any
     return path
 
 
+def require_same_backbone(path: Path, meta: dict, backbone) -> None:
+    """Raise BackboneMismatchError, naming both backbones, when the module (or checkpoint)
+    at `path` was trained on another backbone than `backbone` (by sizes and embedding
+    fingerprint)."""
+    if not meta.get("backbone"):
+        return
+    diffs = compare_backbones(meta["backbone"], backbone.info())
+    if diffs:
+        recorded = meta["backbone"].get("name_or_path", "?")
+        raise BackboneMismatchError(
+            f"{path}: module was trained on backbone {recorded!r}, not on {backbone.name_or_path!r}: "
+            + "; ".join(diffs)
+        )
+
+
 def write_module_files(module, directory: Path, backbone=None, *, extra: dict[str, Any] | None = None) -> dict:
     """Write module.json and weights.safetensors into an existing (temporary) directory."""
     backbone_info = backbone.info() if backbone is not None else getattr(module, "backbone_info", None)
@@ -137,14 +152,8 @@ def load_module(path: str | Path, backbone=None, *, check_backbone: bool = True,
         config = cls.config_class.model_validate(meta["config"])
     except ValidationError as e:
         raise ModuleFormatError(f"{path / CONFIG_NAME}: {format_validation_error(e, 'config.')}") from None
-    if backbone is not None and check_backbone and meta.get("backbone"):
-        diffs = compare_backbones(meta["backbone"], backbone.info())
-        if diffs:
-            recorded = meta["backbone"].get("name_or_path", "?")
-            raise BackboneMismatchError(
-                f"{path}: module was trained on backbone {recorded!r}, not on {backbone.name_or_path!r}: "
-                + "; ".join(diffs)
-            )
+    if backbone is not None and check_backbone:
+        require_same_backbone(path, meta, backbone)
     weights = verify_weights(path, meta)
     try:
         tensors = load_file(str(weights))

@@ -88,12 +88,24 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
 
 
-def load_checkpoint(path: Path, module, optimizer, scheduler) -> dict:
-    """Restore module weights, optimizer, scheduler and RNG; return the trainer state."""
-    from shoulders.modules.io import ModuleFormatError, load_weights_into, read_module_json, verify_weights
+def load_checkpoint(path: Path, module, optimizer, scheduler, backbone=None) -> dict:
+    """Restore module weights, optimizer, scheduler and RNG; return the trainer state.
+
+    With `backbone`, a checkpoint trained on another backbone is refused before anything
+    is restored (continuing it would mix two backbones' results in one run).
+    """
+    from shoulders.modules.io import (
+        ModuleFormatError,
+        load_weights_into,
+        read_module_json,
+        require_same_backbone,
+        verify_weights,
+    )
 
     path = Path(path)
     meta = read_module_json(path)
+    if backbone is not None:
+        require_same_backbone(path, meta, backbone)
     weights = verify_weights(path, meta)
     load_weights_into(module, weights, load_file(str(weights)))
     try:

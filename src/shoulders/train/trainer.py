@@ -138,7 +138,8 @@ class Trainer:
         existing = list_checkpoints(ckpt_root) if cfg.resume else []
         if existing:
             try:
-                state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler)
+                state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler,
+                                        backbone=self.backbone)
                 sampler.load_state_dict(state["sampler"])
             except ValueError as e:  # ShouldersError too: a checkpoint this config cannot continue
                 raise ConfigError(
