@@ -51,13 +51,11 @@ class ModelConfig:
 
 
 TOY_SMALL = ModelConfig("toy-small", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
-# Twice the depth of toy-small (1.8x the parameters): one pass of toy-large is the deeper
-# model that two passes of toy-small through a Connector imitate (neural recursion).
-# Its own lr: on the same token budget the deeper model is less trained, and a larger
-# step helps (final loss / few-shot 1-hop EM: 0.807 / 90% at lr 2e-3, 0.760 / 94% at
-# 3e-3, 0.732 / 99% at 5e-3; toy-small: 0.740 / 100% at 3e-3). A 192-wide 4-layer
-# variant at 3e-3 knew fewer facts (82%).
-TOY_LARGE = ModelConfig("toy-large", hidden_size=128, num_layers=8, num_heads=4, intermediate_size=512, lr=5e-3)
+# Twice toy-small's width (3.5x the parameters, about 1.6x its step time): chosen on dev
+# probes over a bigger world (docs/backbones.md, "Scale"), where it stored 100% of 1-hop
+# facts against toy-small's 98.7%, and the earlier 128-wide, 8-layer shape 48.7% (lr 5e-3)
+# or 77.6% (lr 2e-3).
+TOY_LARGE = ModelConfig("toy-large", hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, lr=2e-3)
 
 
 @dataclass
