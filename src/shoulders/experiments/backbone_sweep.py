@@ -124,7 +124,7 @@ def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int
     from transformers import LlamaForCausalLM
 
     from shoulders.toyworld import TOY_SMALL
-    from shoulders.toyworld.pretrain import doc_positions, copy_rows
+    from shoulders.toyworld.pretrain import copy_rows, train_step
     from shoulders.toyworld.tokenizer import train_tokenizer
 
     tok = train_tokenizer([f"w{i} x{i * 7} y{i * 13}" for i in range(4000)])  # any vocabulary of ~3k tokens
@@ -135,19 +135,12 @@ def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
         data = copy_rows(tok, steps * 8, 256, torch.Generator().manual_seed(seed))
         for step in range(steps):
-            batch = data[step * 8:(step + 1) * 8]
-            labels = batch.masked_fill((batch == tok.pad_token_id) | (batch == tok.bos_token_id), -100)
-            extra = {"position_ids": doc_positions(batch, tok.bos_token_id), "use_cache": False} if masked else {}
             for group in opt.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / 50)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
-                loss = model(input_ids=batch, labels=labels, **extra).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            loss, _ = train_step(model, opt, data[step * 8:(step + 1) * 8], tok, doc_mask=masked,
+                                 bf16=cpu_has_bf16(), grad_clip=1.0)
             if (step + 1) % every == 0:
-                rows.append({"doc_mask": masked, "step": step + 1, "loss": round(loss.item(), 3)})
+                rows.append({"doc_mask": masked, "step": step + 1, "loss": round(loss, 3)})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 

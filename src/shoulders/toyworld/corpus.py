@@ -170,4 +170,3 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     for _ in range(cfg.n_passes):
         docs += _one_pass(world, cfg, rng, used, pools)
     return docs
-

@@ -175,6 +175,26 @@ def copy_rows(tokenizer, n_rows: int, seq_len: int, gen: torch.Generator,
     return torch.tensor(rows, dtype=torch.long).reshape(-1, seq_len)
 
 
+def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf16: bool,
+               grad_clip: float) -> tuple[float, int]:
+    """One optimizer step of next-token loss on a packed batch (pad never a label); with
+    `doc_mask`, attention stays inside each document and no <bos> is a label.
+    Returns (loss, number of label tokens)."""
+    labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
+    extra = {}
+    if doc_mask:  # the next document's <bos> cannot be predicted from this one
+        labels = labels.masked_fill(batch == tokenizer.bos_token_id, -100)
+        extra = {"position_ids": doc_positions(batch, tokenizer.bos_token_id), "use_cache": False}
+    # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(input_ids=batch, labels=labels, **extra).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item(), int((labels != -100).sum())
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to peak * min_lr_ratio."""
     if step < cfg.warmup_steps:
@@ -220,23 +240,14 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         bar = tqdm(range(total), desc=f"pre-training {model_cfg.name}", disable=not progress, leave=False)
         for step in bar:
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
-            labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
-            extra = {}
-            if train_cfg.doc_mask or step < train_cfg.copy_warmup_steps:  # the next <bos> cannot be predicted
-                labels = labels.masked_fill(batch == tokenizer.bos_token_id, -100)
-                extra = {"position_ids": doc_positions(batch, tokenizer.bos_token_id), "use_cache": False}
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, train_cfg, peak_lr)
-            # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = model(input_ids=batch, labels=labels, **extra).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            tokens += int((labels != -100).sum())
-            first = loss.item() if first is None else first
-            recent.append(loss.item())
+            loss, n_labels = train_step(model, opt, batch, tokenizer, bf16=precision == "bf16",
+                                        grad_clip=train_cfg.grad_clip,
+                                        doc_mask=train_cfg.doc_mask or step < train_cfg.copy_warmup_steps)
+            tokens += n_labels
+            first = loss if first is None else first
+            recent.append(loss)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
         model.eval()
