@@ -1,14 +1,60 @@
 """shoulders: learn small neural modules around one frozen language model.
 
-    from shoulders import FrozenLM, PromptTuning, PromptTuningConfig, load_module, save_module
+    from shoulders import FrozenLM, PromptTuning, PromptTuningConfig
+    module = PromptTuning.from_pretrained("runs/sentiment/final", backbone=FrozenLM.from_pretrained("gpt2"))
+
+Every module type's class and config is importable from here. Those outside prompt
+tuning are imported on first use: the reader alone pulls in bm25s, faiss and scipy, which
+`import shoulders` (and so every CLI command) should not pay for.
 """
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from shoulders.api import load  # noqa: E402
 from shoulders.backbone import FrozenLM, Generation, GenerationConfig  # noqa: E402
 from shoulders.data import Example, Task  # noqa: E402
-from shoulders.modules import load_module, save_module  # noqa: E402
+from shoulders.modules import ModuleConfig, SoftModule, SoftPromptModule, load_module, save_module  # noqa: E402
 from shoulders.prompts import PromptTuning, PromptTuningConfig  # noqa: E402
+
+_LAZY = {  # name -> module that defines it
+    "InputDependentPrompt": "shoulders.prompts.idpt",
+    "IDPTConfig": "shoulders.prompts.idpt",
+    "Reader": "shoulders.reader.reader",
+    "ReaderConfig": "shoulders.reader.reader",
+    "CrossEncoderReranker": "shoulders.reader.reranker",
+    "RerankerConfig": "shoulders.reader.reranker",
+    "TextualRecursion": "shoulders.recursion.textual",
+    "TextualRecursionConfig": "shoulders.recursion.textual",
+    "NeuralRecursion": "shoulders.recursion.neural",
+    "NeuralRecursionConfig": "shoulders.recursion.neural",
+    "FullFinetune": "shoulders.modules.finetune",
+    "FinetuneConfig": "shoulders.modules.finetune",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from shoulders.modules.finetune import FinetuneConfig, FullFinetune
+    from shoulders.prompts.idpt import IDPTConfig, InputDependentPrompt
+    from shoulders.reader.reader import Reader, ReaderConfig
+    from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig
+    from shoulders.recursion.neural import NeuralRecursion, NeuralRecursionConfig
+    from shoulders.recursion.textual import TextualRecursion, TextualRecursionConfig
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # imported once
+        return value
+    raise AttributeError(f"module 'shoulders' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
@@ -20,6 +66,10 @@ __all__ = [
     "Task",
     "load_module",
     "save_module",
+    "ModuleConfig",
+    "SoftModule",
+    "SoftPromptModule",
     "PromptTuning",
     "PromptTuningConfig",
+    *_LAZY,
 ]

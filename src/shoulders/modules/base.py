@@ -10,7 +10,8 @@ others (recursion, re-rankers) override `loss`/`generate` themselves.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Self
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,6 +104,29 @@ class SoftModule(nn.Module):
     def frozen_components(self) -> dict:
         """Names of frozen parts rebuilt at load time (recorded in module.json)."""
         return {}
+
+    # The names PEFT and transformers users reach for; `save_module`/`load_module` do the work.
+    def save_pretrained(self, directory: str | Path, backbone=None, *, extra: dict[str, Any] | None = None) -> Path:
+        """Write module.json + weights.safetensors, exactly as `save_module` does. Pass the
+        backbone so module.json records it (and loading checks it)."""
+        from shoulders.modules.io import save_module
+
+        return save_module(self, directory, backbone, extra=extra)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, backbone=None, *, device=None) -> Self:
+        """`load_module(directory, backbone)`, refusing a directory that holds another module
+        type than `cls` (on `SoftModule` itself any type loads)."""
+        from shoulders.modules.io import ModuleFormatError, load_module, read_module_json
+        from shoulders.modules.registry import MODULE_TYPES, module_class
+
+        found = read_module_json(directory)["module_type"]
+        if cls is not SoftModule and isinstance(found, str) and found in MODULE_TYPES \
+                and not issubclass(module_class(found), cls):  # an unknown type: load_module says so
+            wanted = getattr(cls, "module_type", cls.__name__)  # an abstract base has no type of its own
+            raise ModuleFormatError(f"{directory}: holds a {found!r} module, not {wanted!r} "
+                                    f"(load it with shoulders.load_module or its own class)")
+        return load_module(directory, backbone, device=device)
 
     # Training and inference: subclasses implement these.
     def forward(self, backbone, examples: Sequence[Example]) -> Tensor:
