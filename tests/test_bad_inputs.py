@@ -801,6 +801,14 @@ def _(w, tmp):
                 body={"model": "pt", "prompt": "x", "max_tokenz": 3})
 
 
+@row("http-chat-without-template", "HTTP POST /v1/chat/completions", "a chat request to a backbone whose tokenizer has no chat template")
+def _(w, tmp):
+    return Http(modules_dir(w, tmp), "POST", "/v1/chat/completions", 400, "no_chat_template",
+                r"^400 no_chat_template: the backbone '.*gpt2' has no chat template \(its tokenizer sets no "
+                r"chat_template\): use /v1/completions",
+                body={"model": "pt", "messages": [{"role": "user", "content": "x"}]})
+
+
 @row("http-tampered-module-is-skipped", "HTTP (modules directory) GET /admin/modules", "a module with modified weights in the served directory")
 def _(w, tmp):
     root = modules_dir(w, tmp)

@@ -101,9 +101,10 @@ def local_modules(modules_dir, backbone):
             for kind in MODULE_KINDS for i in range(PER_KIND)}
 
 
-def start_server(tiny_dirs, modules_dir, tmp_path_factory, *args, env=None) -> ServerProcess:
+def start_server(tiny_dirs, modules_dir, tmp_path_factory, *args, env=None, backbone=None) -> ServerProcess:
+    """A server on the tiny Llama, or on `backbone` (a copy of it with another tokenizer, say)."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    return ServerProcess(tiny_dirs["llama"], modules_dir, *args, env=env, log_path=log, threads=1).start()
+    return ServerProcess(backbone or tiny_dirs["llama"], modules_dir, *args, env=env, log_path=log, threads=1).start()
 
 
 @pytest.fixture(scope="session")

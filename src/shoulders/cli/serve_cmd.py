@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow this browser origin (repeatable; CORS is off by default)")
+    p.add_argument("--served-model-name", action="append", default=[], metavar="NAME[=MODULE]",
+                   help="also serve module directory MODULE as NAME (what a client or UI expects to ask for); a "
+                        "bare NAME serves the backbone itself, with no module; repeatable, listed by /v1/models")
     p.add_argument("--rescan-interval", type=float, default=10.0,
                    help="seconds between scans of --modules for new modules; 0 = only POST /admin/rescan")
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
@@ -42,12 +45,18 @@ def run(args) -> int:
 
     if not Path(args.modules).is_dir():
         raise UserError(f"--modules {args.modules}: not a directory")
+    aliases: dict[str, str | None] = {}
+    for spec in args.served_model_name:
+        name, eq, module = spec.partition("=")
+        if name in aliases:
+            raise UserError(f"--served-model-name {name!r} given twice")
+        aliases[name] = module if eq else None  # a bare NAME: the backbone itself
     try:
         settings = ServeSettings(
             modules_dir=Path(args.modules), api_key=args.api_key or os.environ.get("SHOULDERS_API_KEY") or None,
             max_batch=args.max_batch, max_queue=args.max_queue, max_prompt_tokens=args.max_prompt_tokens,
             max_new_tokens=args.max_new_tokens, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
-            cors_origins=args.cors_origin, rescan_interval=args.rescan_interval)
+            cors_origins=args.cors_origin, rescan_interval=args.rescan_interval, served_model_names=aliases)
     except ValueError as e:
         raise UserError(str(e)) from None
     try:

@@ -1,8 +1,8 @@
 """The FastAPI application: one frozen backbone, every module in a directory, one scheduler.
 
-Routes: `POST /v1/completions`, `GET /v1/models[/{model}]`, `POST /v1/answer`,
-`GET /health`, `GET /metrics`, `POST /admin/rescan`, `GET /admin/modules`. Every error
-is `{"error": {"message", "type", "code"}}` with its HTTP status, whatever raised it
+Routes: `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models[/{model}]`,
+`POST /v1/answer`, `GET /health`, `GET /metrics`, `POST /admin/rescan`, `GET /admin/modules`.
+Every error is `{"error": {"message", "type", "code"}}` with its HTTP status, whatever raised it
 (our checks, request validation, an unknown route, a bug).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from shoulders.serving.engine import Engine
 from shoulders.serving.jobs import ServingError
 from shoulders.serving.metrics import Metrics
 from shoulders.serving.middleware import Guard
-from shoulders.serving.registry import ModuleRegistry
-from shoulders.serving.schemas import AnswerRequest, CompletionRequest
+from shoulders.serving.registry import ModuleRegistry, valid_name
+from shoulders.serving.schemas import AnswerRequest, ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20  # larger request bodies get 413
     cors_origins: list[str] = field(default_factory=list)  # empty = CORS off
     rescan_interval: float = 10.0  # seconds between module directory scans; 0 = only POST /admin/rescan
+    # alias -> module directory name, or None for the backbone itself (served with no module)
+    served_model_names: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("max_batch", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_body_bytes"):
@@ -48,13 +50,21 @@ class ServeSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {self.timeout}")
+        for alias, target in self.served_model_names.items():
+            spec = alias if target is None else f"{alias}={target}"
+            bad = [n for n in (alias, target) if n is not None and not valid_name(n)]
+            if bad:
+                raise ValueError(f"served model name {spec!r}: {bad[0]!r} is not a valid model name (letters, "
+                                 "digits, '.', '_', '-'; at most 128; no '..')")
+            if target in self.served_model_names:
+                raise ValueError(f"served model name {spec!r}: {target!r} is another alias; name a module directory")
 
 
 class State:
     def __init__(self, settings: ServeSettings, backbone):
         self.settings, self.backbone = settings, backbone
         self.metrics = Metrics()
-        self.registry = ModuleRegistry(settings.modules_dir, backbone)
+        self.registry = ModuleRegistry(settings.modules_dir, backbone, settings.served_model_names)
         self.engine = Engine(backbone, max_batch=settings.max_batch, max_queue=settings.max_queue,
                              metrics=self.metrics)
 
@@ -74,7 +84,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(e.status, e.message, e.type, e.code, {"Retry-After": "1"} if e.status == 429 else None)
 
     def count_refusal(request, status: int) -> None:  # refused before the handler ran: no model known
-        if request.url.path in ("/v1/completions", "/v1/answer"):
+        if request.url.path in ("/v1/completions", "/v1/chat/completions", "/v1/answer"):
             request.app.state.shoulders.metrics.count_request("_unknown", request.url.path, status)
 
     @app.exception_handler(RequestValidationError)
@@ -135,17 +145,23 @@ def create_app(settings: ServeSettings, backbone) -> FastAPI:
     async def completions(req: CompletionRequest, request: Request):
         return await counted("/v1/completions", req.model, lambda: comp.completions(state, req, request))
 
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatCompletionRequest, request: Request):
+        return await counted("/v1/chat/completions", req.model, lambda: comp.chat_completions(state, req, request))
+
     @app.post("/v1/answer")
     async def answer(req: AnswerRequest, request: Request):
         return await counted("/v1/answer", req.model, lambda: comp.answer(state, req, request))
 
     def model_card(entry) -> dict:
         return {"id": entry.name, "object": "model", "created": entry.created, "owned_by": "shoulders",
-                "module_type": entry.module_type, "batched": entry.batched, "backbone": backbone.name_or_path}
+                "module_type": entry.module_type, "batched": entry.batched, "backbone": backbone.name_or_path,
+                "alias_of": entry.alias_of}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [model_card(e) for e in state.registry.entries()]}
+        served = state.registry.entries() + state.registry.alias_entries()
+        return {"object": "list", "data": [model_card(e) for e in served]}
 
     @app.get("/v1/models/{model}")
     async def model(model: str):
@@ -171,7 +187,8 @@ def create_app(settings: ServeSettings, backbone) -> FastAPI:
 
     @app.get("/admin/modules")
     async def admin_modules():
-        return {"modules": [model_card(e) for e in state.registry.entries()], "skipped": state.registry.skipped()}
+        return {"modules": [model_card(e) for e in state.registry.entries()], "skipped": state.registry.skipped(),
+                "aliases": {a: t or backbone.name_or_path for a, t in state.registry.aliases.items()}}
 
     app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        body_timeout=settings.timeout)

@@ -1,7 +1,10 @@
-"""`POST /v1/completions` and `POST /v1/answer`: requests become scheduler jobs.
+"""`POST /v1/completions`, `POST /v1/chat/completions` and `POST /v1/answer`: requests
+become scheduler jobs.
 
 Validation happens here, before anything is queued: the model name, the OpenAI fields
-this server does not implement, the token budgets. Soft-prompt modules become a
+this server does not implement, the token budgets. A chat request is a completion whose
+one prompt is the conversation rendered by the backbone tokenizer's chat template; the
+two differ only in the shape of their responses (`_Shape`). Soft-prompt modules become a
 `CompletionJob` (rows in the mixed batch); modules with their own inference (recursion)
 and reader answers become a `CallJob`. Waiting is bounded by the request timeout; a
 client that leaves (disconnect, timeout) cancels its job, which frees its rows at the
@@ -13,6 +16,8 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -22,7 +27,8 @@ from shoulders.serving.engine import QueueFull
 from shoulders.serving.jobs import CallJob, Choice, CompletionJob, EventSink, Job, ServingError
 from shoulders.serving.registry import valid_name
 from shoulders.serving.sampling import SamplingParams
-from shoulders.serving.schemas import AnswerRequest, CompletionRequest
+from shoulders.serving.schemas import (AnswerRequest, ChatCompletionRequest, ChatMessage, CompletionRequest,
+                                       GenerateRequest)
 
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
@@ -33,8 +39,10 @@ def lookup(state, name: str):
                                 "(letters, digits, '.', '_', '-'; no '/' or '..')", code="invalid_model_name")
     entry = state.registry.get(name)
     if entry is None:
-        raise ServingError(404, f"model {name!r} not found (GET /v1/models lists the served modules)",
-                           "not_found_error", "model_not_found")
+        target = state.registry.aliases.get(name, "")
+        why = (f"model {name!r} is an alias of module {target!r}, which is not loaded (GET /admin/modules says why)"
+               if target else f"model {name!r} not found (GET /v1/models lists the served modules)")
+        raise ServingError(404, why, "not_found_error", "model_not_found")
     return entry
 
 
@@ -52,18 +60,18 @@ def _generation_choices(module, backbone, prompts, cfg: GenerationConfig) -> lis
             for p, gens in enumerate(results) for j, g in enumerate(gens)]
 
 
-def build_job(state, req: CompletionRequest, sink: EventSink) -> tuple[Job, list[int]]:
+def build_job(state, req: GenerateRequest, sink: EventSink, prompts: list[str]) -> tuple[Job, list[int]]:
     """The job for a validated request, and the prompt token count of each prompt."""
     s, lm = state.settings, state.backbone
     entry = lookup(state, req.model)
     problem = req.unsupported()
     if problem:
         raise ServingError(400, problem, code="unsupported_parameter")
-    max_tokens = req.max_tokens or 16
+    asked = req.token_budget()
+    max_tokens = asked or s.max_new_tokens  # unset: the server's limit, cut to the context by the engine
     if max_tokens > s.max_new_tokens:
         raise ServingError(400, f"max_tokens {max_tokens} is above this server's limit of {s.max_new_tokens}",
                            code="max_tokens_exceeded")
-    prompts = req.prompts
     if len(prompts) * req.n > s.max_batch:
         raise ServingError(400, f"{len(prompts)} prompt(s) x n={req.n} = {len(prompts) * req.n} choices, more than "
                                 f"this server's batch of {s.max_batch}", code="too_many_choices")
@@ -84,8 +92,8 @@ def build_job(state, req: CompletionRequest, sink: EventSink) -> tuple[Job, list
     stop = tuple(req.stop or ())
     if entry.batched:
         job = CompletionJob(sink=sink, model=entry.name, module=entry.module, prompts=prompts, token_ids=ids,
-                            n=req.n, max_tokens=max_tokens, sampling=sampling, seed=req.seed, stop=stop,
-                            ignore_eos=req.ignore_eos, stream=req.stream)
+                            n=req.n, max_tokens=max_tokens, fit_context=asked is None, sampling=sampling,
+                            seed=req.seed, stop=stop, ignore_eos=req.ignore_eos, stream=req.stream)
     else:
         cfg = GenerationConfig(max_new_tokens=max_tokens, do_sample=not sampling.greedy,
                                temperature=req.temperature or 1.0, top_p=req.top_p, top_k=req.top_k, n=req.n,
@@ -115,16 +123,73 @@ def _usage(prompt_tokens: list[int], choices: list[Choice]) -> dict:
     return {"prompt_tokens": sum(prompt_tokens), "completion_tokens": done, "total_tokens": sum(prompt_tokens) + done}
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a response looks like: completions and chat completions differ only here."""
+
+    endpoint: str
+    id_prefix: str
+    object: str
+    chunk_object: str
+    choice: Callable[[Choice], dict]  # a whole choice (non-streaming)
+    chunk: Callable[[int, str, str | None], dict]  # (index, text delta, finish_reason) of a stream
+    opening: Callable[[int], dict] | None = None  # sent first for each choice of a stream
+
+
+TEXT = _Shape("/v1/completions", "cmpl", "text_completion", "text_completion",
+              choice=lambda c: {"text": c.text, "index": c.index, "finish_reason": c.finish_reason, "logprobs": None},
+              chunk=lambda i, text, reason: {"text": text, "index": i, "finish_reason": reason, "logprobs": None})
+CHAT = _Shape("/v1/chat/completions", "chatcmpl", "chat.completion", "chat.completion.chunk",
+              choice=lambda c: {"index": c.index, "message": {"role": "assistant", "content": c.text},
+                                "finish_reason": c.finish_reason, "logprobs": None},
+              chunk=lambda i, text, reason: {"index": i, "delta": {"content": text} if text else {},
+                                             "finish_reason": reason, "logprobs": None},
+              opening=lambda i: {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                                 "logprobs": None})
+
+
+def chat_prompt(lm, messages: list[ChatMessage]) -> str:
+    """The conversation as one prompt, through the backbone tokenizer's own chat template
+    (ending with the assistant's cue), so a chat model sees the format it was tuned on."""
+    from jinja2 import TemplateError
+
+    tok = lm.tokenizer
+    if not getattr(tok, "chat_template", None):
+        raise ServingError(400, f"the backbone {lm.name_or_path!r} has no chat template (its tokenizer sets no "
+                                "chat_template): use /v1/completions with a prompt, or serve a backbone whose "
+                                "tokenizer has one", code="no_chat_template")
+    try:
+        text = tok.apply_chat_template([m.for_template() for m in messages], tokenize=False,
+                                       add_generation_prompt=True)
+    except (TemplateError, TypeError, ValueError, KeyError) as e:  # e.g. raise_exception("roles must alternate")
+        raise ServingError(400, f"the backbone's chat template refused these messages: {e}",
+                           code="chat_template_error") from None
+    bos = tok.bos_token
+    if bos and text.startswith(bos) and lm.encode([""])[0][:1] == [tok.bos_token_id]:
+        text = text[len(bos):]  # encoding adds BOS itself: one, not two
+    return text
+
+
 async def completions(state, req: CompletionRequest, request: Request):
+    return await _respond(state, req, request, req.prompts, TEXT)
+
+
+async def chat_completions(state, req: ChatCompletionRequest, request: Request):
+    lookup(state, req.model)  # an unknown model is a 404 whatever the template says
+    return await _respond(state, req, request, [chat_prompt(state.backbone, req.messages)], CHAT)
+
+
+async def _respond(state, req: GenerateRequest, request: Request, prompts: list[str], shape: _Shape):
     sink = EventSink()
-    job, prompt_tokens = build_job(state, req, sink)
+    job, prompt_tokens = build_job(state, req, sink, prompts)
     deadline = time.monotonic() + state.settings.timeout
     _submit(state, job)
-    head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+    head = {"id": f"{shape.id_prefix}-{uuid.uuid4().hex}", "object": shape.object, "created": int(time.time()),
             "model": job.model}
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(_sse(job, deadline, head, prompt_tokens, include_usage, state),
+        return StreamingResponse(_sse(job, deadline, dict(head, object=shape.chunk_object), prompt_tokens,
+                                      include_usage, state, shape, len(prompts) * req.n),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     try:
         while True:
@@ -136,8 +201,7 @@ async def completions(state, req: CompletionRequest, request: Request):
                 break
     finally:
         job.cancel()  # no-op when done; frees the rows on timeout or disconnect
-    body = dict(head, choices=[{"text": c.text, "index": c.index, "finish_reason": c.finish_reason,
-                                "logprobs": None} for c in choices], usage=_usage(prompt_tokens, choices))
+    body = dict(head, choices=[shape.choice(c) for c in choices], usage=_usage(prompt_tokens, choices))
     return JSONResponse(body)
 
 
@@ -146,10 +210,14 @@ def _chunk(head: dict, choices: list[dict], **extra) -> str:
 
 
 async def _sse(job: Job, deadline: float, head: dict, prompt_tokens: list[int],
-               include_usage: bool, state):
-    """OpenAI's completion chunks: text deltas, one finish chunk per choice, [DONE]."""
+               include_usage: bool, state, shape: _Shape, n_choices: int):
+    """OpenAI's chunks: (chat: a role chunk per choice,) text deltas, one finish chunk per
+    choice, [DONE]."""
     status = 499  # unless it ends normally or with an error: the client left mid-stream
     try:
+        if shape.opening is not None:
+            for i in range(n_choices):
+                yield _chunk(head, [shape.opening(i)])
         while True:
             try:
                 event = await _next(job, None, deadline)
@@ -159,10 +227,10 @@ async def _sse(job: Job, deadline: float, head: dict, prompt_tokens: list[int],
                 break
             kind = event[0]
             if kind == "delta":
-                yield _chunk(head, [{"text": event[2], "index": event[1], "finish_reason": None, "logprobs": None}])
+                yield _chunk(head, [shape.chunk(event[1], event[2], None)])
             elif kind == "finish":
                 c = event[2]
-                yield _chunk(head, [{"text": "", "index": c.index, "finish_reason": c.finish_reason, "logprobs": None}])
+                yield _chunk(head, [shape.chunk(c.index, "", c.finish_reason)])
             elif kind == "error":
                 status = event[1].status
                 yield "data: " + json.dumps(event[1].body()) + "\n\n"
@@ -171,8 +239,7 @@ async def _sse(job: Job, deadline: float, head: dict, prompt_tokens: list[int],
                 choices = event[1]
                 if isinstance(job, CallJob):  # generated all at once: one chunk per choice
                     for c in choices:
-                        yield _chunk(head, [{"text": c.text, "index": c.index, "finish_reason": c.finish_reason,
-                                             "logprobs": None}])
+                        yield _chunk(head, [shape.chunk(c.index, c.text, c.finish_reason)])
                 if include_usage:
                     yield _chunk(head, [], usage=_usage(prompt_tokens, choices))
                 status = 200
@@ -180,7 +247,7 @@ async def _sse(job: Job, deadline: float, head: dict, prompt_tokens: list[int],
         yield "data: [DONE]\n\n"
     finally:
         job.cancel()
-        state.metrics.count_request(job.model, "/v1/completions", status)
+        state.metrics.count_request(job.model, shape.endpoint, status)
 
 
 async def answer(state, req: AnswerRequest, request: Request):

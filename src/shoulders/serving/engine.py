@@ -162,10 +162,13 @@ class Engine:
                 examples = [Example(input=p, target="") for p in job.prompts]
                 per_row = split_prefix(job.module.prefix(self.lm, examples), len(examples))
                 for p, (pre, tok) in enumerate(zip(per_row, job.token_ids)):
-                    if (0 if pre is None else pre.shape[0]) + len(tok) == 0:
+                    used = (0 if pre is None else pre.shape[0]) + len(tok)
+                    if used == 0:
                         raise ServingError(400, f"prompt {p} is empty and {job.model} adds no prefix: "
                                                 "nothing to continue", code="empty_prompt")
-                    total = (0 if pre is None else pre.shape[0]) + len(tok) + job.max_tokens
+                    if job.fit_context:  # only here is the prefix length known
+                        job.max_tokens = max(1, min(job.max_tokens, self.lm.max_context - used))
+                    total = used + job.max_tokens
                     if total > self.lm.max_context:
                         raise ServingError(400, f"prompt {p}: soft prefix + prompt + max_tokens = {total} tokens, "
                                                 f"more than the backbone's context of {self.lm.max_context}",

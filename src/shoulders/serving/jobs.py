@@ -80,6 +80,7 @@ class CompletionJob(Job):
     token_ids: list[list[int]] = field(default_factory=list)  # per prompt, after the module's template
     n: int = 1
     max_tokens: int = 16
+    fit_context: bool = False  # max_tokens was not asked for: cut it to what the context leaves, do not refuse
     sampling: SamplingParams = field(default_factory=SamplingParams)
     seed: int | None = None
     stop: tuple[str, ...] = ()

@@ -7,9 +7,14 @@ or weights change (atomic saves rename the directory, so a half-written module i
 seen); a broken or mismatched one is skipped with its reason, logged once, and listed
 by `GET /admin/modules`. Names starting with a dot (temporary directories of atomic
 writes) are ignored silently.
+
+Aliases (`--served-model-name ALIAS=MODULE`, or a bare `ALIAS` for the backbone itself
+with no module) are fixed at startup: a client may name a module by what its UI expects,
+and a directory named like an alias is skipped rather than silently hidden.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -43,13 +48,30 @@ def is_batched(module) -> bool:
 
 @dataclass
 class Entry:
-    name: str
+    name: str  # what requests call it: the directory name, or the alias
     module: Any
     module_type: str
-    path: Path
+    path: Path | None  # None: the bare backbone
     stamp: tuple
     created: int
     batched: bool
+    alias_of: str | None = None  # the module directory (or backbone) an alias names
+
+
+def bare_backbone(backbone):
+    """The backbone with no module (no prefix, no template), for an alias of the backbone:
+    a `SoftPromptModule`, so its rows join the mixed batch like any other."""
+    from shoulders.modules.base import ModuleConfig, SoftPromptModule, TextFormat
+
+    class BareBackbone(SoftPromptModule):
+        module_type = "backbone"
+        config_class = ModuleConfig
+
+        def prefix(self, backbone, examples):
+            return None
+
+    # the whole context for the input: the server's --max-prompt-tokens is the limit that applies
+    return BareBackbone(ModuleConfig(text=TextFormat(max_input_tokens=backbone.max_context))).eval()
 
 
 def _stamp(path: Path) -> tuple:
@@ -65,11 +87,14 @@ def _stamp(path: Path) -> tuple:
 
 
 class ModuleRegistry:
-    def __init__(self, root: str | Path, backbone):
+    def __init__(self, root: str | Path, backbone, aliases: dict[str, str | None] | None = None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"{root}: modules directory not found")
         self.backbone = backbone
+        self.aliases = dict(aliases or {})  # alias -> module directory name, None = the bare backbone
+        self._bare = (Entry(backbone.name_or_path, bare_backbone(backbone), "backbone", None, (), int(time.time()),
+                            True) if None in self.aliases.values() else None)
         self._entries: dict[str, Entry] = {}
         self._skipped: dict[str, tuple[tuple, str]] = {}  # name -> (stamp, reason)
         self._lock = threading.Lock()
@@ -78,12 +103,22 @@ class ModuleRegistry:
         self._thread: threading.Thread | None = None
 
     def get(self, name: str) -> Entry | None:
+        """The entry a request's `model` names (an alias resolved to its target), or None."""
         if not valid_name(name):
             return None
+        if name in self.aliases:
+            target = self.aliases[name]
+            entry = self._bare if target is None else self._entries.get(target)
+            return None if entry is None else dataclasses.replace(entry, name=name, alias_of=entry.name)
         return self._entries.get(name)
 
     def entries(self) -> list[Entry]:
+        """The loaded module directories (aliases not included)."""
         return sorted(self._entries.values(), key=lambda e: e.name)
+
+    def alias_entries(self) -> list[Entry]:
+        """The aliases whose target is being served."""
+        return [e for e in (self.get(a) for a in sorted(self.aliases)) if e is not None]
 
     def skipped(self) -> dict[str, str]:
         return {name: reason for name, (_, reason) in sorted(self._skipped.items())}
@@ -99,6 +134,9 @@ class ModuleRegistry:
                 seen.add(name)
                 if not valid_name(name):
                     self._skip(name, (), f"invalid name (must match {NAME_RE.pattern} without '..')")
+                    continue
+                if name in self.aliases:
+                    self._skip(name, (), "its name is a --served-model-name alias, which takes precedence")
                     continue
                 if not child.resolve().is_relative_to(self.root):
                     self._skip(name, (), "resolves outside the modules directory")
