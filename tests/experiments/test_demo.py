@@ -1,6 +1,6 @@
 """`shoulders demo`'s scheduling: each experiment starts as soon as its backbones are
 ready, in worker processes (the experiments themselves are tested in their own files;
-the demo's numbers are in the README)."""
+the demo's numbers are in docs/demo.md)."""
 import time
 
 import pytest

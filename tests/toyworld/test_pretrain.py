@@ -147,3 +147,18 @@ def test_copy_warmup_rows_repeat_random_runs_and_come_first(tmp_path):
     stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False)
     assert stats["steps"] == 3 + len(pt.pack(tok, docs, 32)) // 4
     assert stats["copy_warmup_tokens"] > 0 and stats["corpus_tokens"] > 0
+
+
+def test_copy_mix_adds_copy_rows_to_every_pass(tmp_path):
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
+    tok = train_tokenizer(docs)
+    n_rows = len(pt.pack(tok, docs, 32))
+    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_mix=0.5)
+    stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False)
+    assert stats["steps"] == 2 * n_rows // 4  # as many copy rows as corpus rows at a 0.5 share
+    assert stats["copy_mix_tokens"] > 0 and stats["copy_warmup_tokens"] == 0
+    with pytest.raises(ValueError, match="copy_mix"):
+        pt.pretrain(TINY_MODELS[0], TrainConfig(seq_len=32, copy_mix=1.0), tok, docs, tmp_path / "x", progress=False)
+

@@ -61,3 +61,16 @@ def test_precision_is_detected_and_checked():
     assert resolve_precision("fp32") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp8")
+
+
+def test_probe_names_split_apart_from_corpus_names_and_stay_put():
+    from shoulders.toyworld import build_world
+    from shoulders.toyworld.reading import name_pools
+
+    world = build_world(0)
+    probe = name_pools(world, "probe")
+    small, big = name_pools(world, "corpus", 60), name_pools(world, "corpus", 300)
+    assert name_pools(world, "probe", 300) == probe  # the corpus pool's size never moves the probe
+    assert len(big.lasts) == 300 and len(small.lasts) == 60
+    stems = {s.lower() for s in probe.lasts + probe.brands + probe.places}
+    assert not any(a in b or b in a for a in stems for b in {s.lower() for s in big.lasts + big.brands})

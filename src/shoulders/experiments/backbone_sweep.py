@@ -7,7 +7,8 @@ variant (into its own cache, so nothing the demo uses is touched) and reports, w
 module training, what the frozen backbone can do:
 
 - knowledge: few-shot closed-book EM on the closed-book *dev* split (1-hop, 2-hop);
-- reading: the reading probe on its *dev* draw (held-out invented subjects);
+- reading: the reading probe on its *dev* draw (held-out invented subjects), with 2 solved
+  examples first (as the demo scores it) and with none (k=0);
 - copying: the induction ratio (loss on a repeated random sequence's second copy over
   its first; 1 = no copying).
 
@@ -70,13 +71,15 @@ def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
     cb = build_closedbook(world, cfg.closedbook)
     know = fewshot_eval(path, cb.dev, cb.train)
     read = reading_probe_eval(path, world, n=n_probe, split="dev")
+    read0 = reading_probe_eval(path, world, n=n_probe, k=0, split="dev")  # no solved examples first
     stats = json.loads((path / "pretrain.json").read_text())
     return {"params": stats["params"], "final_loss": stats["final_loss"], "pretrain_s": stats["wall_time_s"],
             "tokens": stats["tokens_seen"], "precision": stats.get("precision"),
             "dev_fewshot_1hop": 100 * know.by_group.get("hops=1", float("nan")),
             "dev_fewshot_2hop": 100 * know.by_group.get("hops=2", float("nan")),
             "dev_fewshot_all": 100 * know.em, "dev_reading_em": read.em,
-            "dev_reading_by_passages": read.by_passages, "induction_ratio": induction_ratio(path)}
+            "dev_reading_by_passages": read.by_passages, "dev_reading_em_k0": read0.em,
+            "dev_reading_k0_by_passages": read0.by_passages, "induction_ratio": induction_ratio(path)}
 
 
 def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 8, 512), (192, 6, 768),

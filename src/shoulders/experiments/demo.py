@@ -5,7 +5,7 @@ that the frozen backbones know the world (few-shot closed-book EM against chance
 then runs the paper's three experiments on them and writes, under `out`:
 
 - `report.md`: the tables in the paper's shapes, the paper's figures beside ours;
-- `results.json`: every number (schema in the README, "results.json");
+- `results.json`: every number (schema in docs/demo.md, "results.json");
 - PNG plots, and each experiment's own folder (runs, fragments, JSON).
 
 `seed` is the *world* seed; module seeds are `seed, seed+1, ...` (3 in the full demo,

@@ -96,7 +96,7 @@ QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: th
 # steps 120-320: it has stopped learning), ID-PT 38.9 / 42.2 / 43.0 (best at steps 840-880): +4.4,
 # ID-PT ahead on every seed by 2.0 to 5.6. The full demo keeps 480 (its 30-minute budget on 2 cores;
 # 960 doubles the multitask section, to 49.5 min); `shoulders demo --multitask-steps 960` runs the
-# longer budget for every method (`run_multitask(budget=...)`), and the README reports both.
+# longer budget for every method (`run_multitask(budget=...)`), and docs/demo.md reports both.
 METHODS: dict[str, dict] = {
     "prompt_tuning": {"lr": 0.01, "module": {"num_virtual_tokens": 16, "init": "vocab"}},
     "idpt": {"lr": 1e-3, "module": {"prompt_length": 16, "encoder_prompt_length": 0, "max_encoder_tokens": 64,

@@ -47,6 +47,9 @@ class CorpusConfig:
     unseen_reading: int = 150  # reader-format drill docs about invented subjects per pass (see reading.py)
     copy_spans: int = 40  # "List: ... / Again: ..." repeated-span docs per pass
     reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
+    # Invented last names / brands the drills draw from. A small pool turns every name into
+    # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
+    reading_names: int = 60
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
@@ -88,8 +91,7 @@ def _lists(world: World, rng: random.Random) -> list[str]:
 
 def _fiction(world_used: set[str], rng: random.Random) -> str:
     """A reading drill about invented entities: the answer can only be copied."""
-    maker = NameMaker(rng)
-    maker.used = set(world_used)  # invented names never clash with the world's
+    maker = NameMaker(rng, used=world_used)  # invented names never clash with the world's
     person = f"{maker.word('first', (1, 2))} {maker.word('last', (1, 2))}"
     city, firm = maker.word("city", (1, 2)), f"{maker.word('brand')} {rng.choice(('Systems', 'Foods', 'Motors'))}"
     facts = {"born_in": city, "works_for": firm, "profession": rng.choice(PROFESSIONS)}
@@ -165,7 +167,7 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     cfg = cfg or CorpusConfig()
     rng = random.Random(f"corpus-{world.seed}")
     used = world_stems(world)
-    pools = reading.name_pools(world, "corpus") if cfg.unseen_reading or cfg.copy_spans else None
+    pools = reading.name_pools(world, "corpus", cfg.reading_names) if cfg.unseen_reading or cfg.copy_spans else None
     docs: list[str] = []
     for _ in range(cfg.n_passes):
         docs += _one_pass(world, cfg, rng, used, pools)

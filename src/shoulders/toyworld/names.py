@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 
 _VOWEL_RUN = re.compile(r"[aeiouy]+")
 _DIPHTHONGS = {"ai", "ou", "ei", "ia", "io"}
@@ -32,9 +33,18 @@ SUFFIXES = {
 class NameMaker:
     """Draws unique names; remembers every stem handed out so far."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, used: Iterable[str] = ()):
         self.rng = rng
-        self.used: set[str] = set()  # lower-cased stems
+        self.used: set[str] = set()  # lower-cased stems handed out or reserved
+        self._parts: set[str] = set()  # every substring of a used stem: clash checks in O(len)
+        self.reserve(used)
+
+    def reserve(self, stems: Iterable[str]) -> None:
+        """Mark stems as taken (e.g. the world's), so no new word contains or is inside one."""
+        for stem in stems:
+            w = stem.lower()
+            self.used.add(w)
+            self._parts.update(w[i:j] for i in range(len(w)) for j in range(i + 1, len(w) + 1))
 
     def _syllables(self, n: int) -> str:
         parts = []
@@ -51,8 +61,9 @@ class NameMaker:
         return all(len(v) == 1 or v in _DIPHTHONGS for v in _VOWEL_RUN.findall(stem))
 
     def _clashes(self, word: str) -> bool:
+        """True if `word` is inside a used stem or holds one."""
         w = word.lower()
-        return any(w in u or u in w for u in self.used)
+        return w in self._parts or any(w[i:j] in self.used for i in range(len(w)) for j in range(i + 1, len(w) + 1))
 
     def word(self, style: str, syllables: tuple[int, int] = (2, 2), tries: int = 2000) -> str:
         """A new capitalised word of the given style, unique and substring-free."""
@@ -60,7 +71,7 @@ class NameMaker:
             stem = self._syllables(self.rng.randint(*syllables)) + self.rng.choice(SUFFIXES[style])
             if not 4 <= len(stem) <= 10 or not self._pronounceable(stem) or self._clashes(stem):
                 continue
-            self.used.add(stem.lower())
+            self.reserve([stem])
             return stem.capitalize()
         raise RuntimeError(f"could not draw a fresh {style} name after {tries} tries; use a smaller world")
 

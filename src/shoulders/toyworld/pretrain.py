@@ -81,6 +81,9 @@ class TrainConfig:
     # only copying predicts the repeat, so attention learns to copy (induction) first,
     # and reading drills then teach reading in a few hundred steps (docs/backbones.md).
     copy_warmup_steps: int = 0
+    # Share of the main phase's rows that are random copy rows too (shuffled in with the
+    # corpus rows): keeps copying needed on every step, not only during the warm-up.
+    copy_mix: float | None = None  # None = 0 (and keeps older cache keys)
 
     @classmethod
     def quick(cls) -> "TrainConfig":
@@ -228,6 +231,12 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
                                  {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=train_cfg.betas)
         gen = torch.Generator().manual_seed(train_cfg.seed)
         warm = copy_rows(tokenizer, train_cfg.copy_warmup_steps * train_cfg.batch_size, train_cfg.seq_len, gen)
+        corpus_rows = len(data)
+        if train_cfg.copy_mix:
+            if not 0.0 <= train_cfg.copy_mix < 1.0:
+                raise ValueError(f"TrainConfig.copy_mix={train_cfg.copy_mix}: expected a share in [0, 1)")
+            n_mix = round(len(data) * train_cfg.copy_mix / (1 - train_cfg.copy_mix))
+            data = torch.cat([data, copy_rows(tokenizer, n_mix, train_cfg.seq_len, gen)])
         n_epochs = math.ceil(train_cfg.epochs)
         order = row_order(len(warm), len(data), n_epochs, gen)
         data = torch.cat([warm, data])
@@ -255,8 +264,10 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         stats = {"name": model_cfg.name, "params": n_params,
-                 "corpus_tokens": int((data[len(warm):] != tokenizer.pad_token_id).sum()),
-                 "copy_warmup_tokens": int((warm != tokenizer.pad_token_id).sum()), "tokens_seen": tokens,
+                 "corpus_tokens": int((data[len(warm):len(warm) + corpus_rows] != tokenizer.pad_token_id).sum()),
+                 "copy_warmup_tokens": int((warm != tokenizer.pad_token_id).sum()),
+                 "copy_mix_tokens": int((data[len(warm) + corpus_rows:] != tokenizer.pad_token_id).sum()),
+                 "tokens_seen": tokens,
                  "steps": total,
                  "first_loss": round(first, 4), "final_loss": round(sum(recent) / len(recent), 4),
                  "wall_time_s": round(time.time() - start, 1), "threads": n_threads, "precision": precision,

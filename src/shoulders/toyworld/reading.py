@@ -41,21 +41,25 @@ class NamePools:
     brands: list[str]
 
 
+PROBE_POOL = 20  # invented stems per kind (last names, brands) in the probe's pool
+
+
 def name_pools(world: World, purpose: str, size: int = 60) -> NamePools:
-    """Pools for `purpose` ("corpus" or "probe"). Both pools are drawn from one NameMaker
-    (corpus first), so their stems never clash with each other or with the world's."""
-    maker = NameMaker(random.Random(f"reading-names-{world.seed}"))
-    maker.used = set(world_stems(world))
-    pools = {}
-    for name in ("corpus", "probe"):
-        n = size if name == "corpus" else max(8, size // 3)
-        pools[name] = NamePools(firsts=maker.pool("first", max(6, n // 3)), lasts=maker.pool("last", n),
-                                places=maker.pool("city", max(6, n // 2)),
-                                countries=maker.pool("country", max(4, n // 6)),
-                                brands=maker.pool("brand", n))
-    if purpose not in pools:
+    """Pools for `purpose` ("corpus" or "probe"); `size` sets the corpus pool's last names
+    and brands (the probe's is fixed). Both come from one NameMaker, probe first, so their
+    stems never clash with each other or with the world's, and the probe stays the same
+    whatever corpus pool is drawn after it."""
+    if purpose not in ("corpus", "probe"):
         raise ValueError(f"name_pools purpose={purpose!r}: expected 'corpus' or 'probe'")
-    return pools[purpose]
+    maker = NameMaker(random.Random(f"reading-names-{world.seed}"), used=world_stems(world))
+
+    def draw(n: int) -> NamePools:
+        return NamePools(firsts=maker.pool("first", max(6, n // 3)), lasts=maker.pool("last", n),
+                         places=maker.pool("city", max(6, n // 2)), countries=maker.pool("country", max(4, n // 6)),
+                         brands=maker.pool("brand", n))
+
+    probe = draw(PROBE_POOL)
+    return probe if purpose == "probe" else draw(size)
 
 
 def _subject(kind: str, world: World, pools: NamePools, rng: random.Random) -> str:

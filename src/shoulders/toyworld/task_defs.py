@@ -89,8 +89,7 @@ def _reading(world, eid, rng):
 
 def _fiction(world, eid, rng):
     """Reading about an invented person: the answer can only be copied from the context."""
-    maker = NameMaker(rng)
-    maker.used = world_stems(world)
+    maker = NameMaker(rng, used=world_stems(world))
     person = f"{maker.word('first', (1, 2))} {maker.word('last', (1, 2))}"
     facts = {"born_in": maker.word("city", (1, 2)), "works_for": f"{maker.word('brand')} Systems",
              "profession": rng.choice(PROFESSIONS)}

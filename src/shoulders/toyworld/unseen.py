@@ -26,8 +26,7 @@ class UnseenConfig:
 def extend_with_unseen(world: World, cfg: UnseenConfig) -> tuple[World, set[str]]:
     """(the world plus unseen entities, the ids of the unseen ones). The base world is untouched."""
     rng = random.Random(f"unseen-{world.seed}")
-    maker = NameMaker(rng)
-    maker.used = world_stems(world)
+    maker = NameMaker(rng, used=world_stems(world))
     firsts = sorted({e.name.split()[0] for e in world.of_kind("person")})
     n_people = round(cfg.people_ratio * len(world.of_kind("person")))
     n_products = round(cfg.products_ratio * len(world.of_kind("product")))
