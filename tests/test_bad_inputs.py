@@ -673,6 +673,17 @@ def _(w, tmp):
     return Cli(["train", "nope.yaml"], r"^shoulders train: error: nope\.yaml: no such config file$")
 
 
+@row("cli-train-placeholder-backbone", TRAIN, "a config left with its placeholder backbone (`name_or_path: toy-small`)")
+def _(w, tmp):
+    write_train_data(tmp)
+    data = train_config_data("tr.jsonl")
+    data["backbone"]["name_or_path"] = "toy-small"  # as in configs/*.yaml before --set backbone.name_or_path=...
+    put(tmp / "c.yaml", json.dumps(data))
+    return Cli(["train", "c.yaml", "--no-progress"],
+               r"^shoulders train: error: toy-small: cannot load the backbone \(not a local directory; as a hub id: "
+               r".+\); expected a hub id or a local directory with config\.json and the tokenizer files$")
+
+
 @row("cli-info-verify-tampered", "CLI shoulders info --verify", "`shoulders info m --verify` on modified weights")
 def _(w, tmp):
     m = module_copy(w, tmp)
@@ -746,6 +757,19 @@ for _id, _what, _content, _pattern, _extra in [
      ("--set", "k3=1.2")),
 ]:
     row(_id, INDEX, _what)(index_row(_content, _pattern, *_extra))
+
+
+@row("cli-index-build-stemmer-without-pystemmer", INDEX, "`shoulders index build ... --set stemmer=english` without "
+     "PyStemmer installed (existing index dir)")
+def _(w, tmp):
+    import importlib.util
+
+    if importlib.util.find_spec("Stemmer") is not None:
+        pytest.skip("PyStemmer is installed here")
+    return index_row(jsonl(PASSAGE), r"^shoulders index: error: --set/flags: BM25Config\.stemmer='english' needs the "
+                     r"optional PyStemmer package: pip install PyStemmer$", "--set", "stemmer=english")(w, tmp)
+
+
 row("cli-index-build-missing-corpus", INDEX, "`shoulders index build --corpus nope.jsonl`")(lambda w, tmp: Cli(
     ["index", "build", "--corpus", "nope.jsonl", "--kind", "bm25", "--out", "idx"],
     r"^shoulders index: error: nope\.jsonl: corpus file not found$"))
@@ -754,6 +778,19 @@ row("cli-index-query-broken-index-json", "CLI shoulders index query", "`shoulder
         ["index", "query", "idx", "who"],
         r"^shoulders index: error: idx/index\.json: invalid JSON \(Expecting property name enclosed in double quotes "
         r"at line 2\)$"))[1])
+
+
+@row("cli-index-query-questions-without-text", "CLI shoulders index query", "`shoulders index query idx --questions "
+     "qs.jsonl --out hits.jsonl` on a file with neither `question` nor `input`")
+def _(w, tmp):
+    from shoulders.reader.retrieval import build_index
+
+    put(tmp / "corpus.jsonl", jsonl(PASSAGE))
+    build_index("corpus.jsonl", "bm25", "idx", show_progress=False)
+    put(tmp / "qs.jsonl", jsonl({"input": "who"}, {"id": "q2", "text": "where"}))
+    return Cli(["index", "query", "idx", "--questions", "qs.jsonl", "--out", "hits.jsonl"],
+               r"^shoulders index: error: qs\.jsonl:2: missing string field 'question' or 'input' \(expected question "
+               r"or input\[, id\]\)$")
 
 
 # --- HTTP requests (more in tests/serving/test_errors.py) ------------------------------------------

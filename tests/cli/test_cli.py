@@ -55,3 +55,16 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "unknown key 'train.stepz'" in err and "Traceback" not in err
     assert main(["info", str(tmp_path)]) == 2
     assert "module.json: missing" in capsys.readouterr().err
+
+
+def test_index_query_questions_reads_question_or_input(tmp_path, capsys, monkeypatch):
+    """`--questions` takes a task file as it is (`input`, like every data file) or `question`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "title": t, "text": f"{t} is a city."})
+                                                   + "\n" for i, t in enumerate(["Paris", "Rome", "Oslo"])))
+    assert main(["index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "idx"]) == 0
+    (tmp_path / "qs.jsonl").write_text(json.dumps({"id": "a", "input": "rome"}) + "\n"
+                                       + json.dumps({"question": "oslo"}) + "\n")
+    assert main(["index", "query", "idx", "--questions", "qs.jsonl", "-k", "1", "--out", "hits.jsonl"]) == 0
+    hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    assert [(h["id"], h["hits"][0]["id"]) for h in hits] == [("a", "p1"), ("1", "p2")]

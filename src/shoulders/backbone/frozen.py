@@ -45,6 +45,15 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
+def _load_error(name: str, err: OSError) -> BackboneError:
+    """transformers' OSError in one line: a placeholder name left in a config (`toy-small`)
+    or a hub id without network is otherwise a 100-line traceback ending in this text."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    where = "a local directory" if Path(name).expanduser().is_dir() else "not a local directory; as a hub id"
+    return BackboneError(f"{name}: cannot load the backbone ({where}: {first}); expected a hub id or a local "
+                         "directory with config.json and the tokenizer files")
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     if dtype is None or dtype == "auto":
         return "auto"
@@ -128,7 +137,6 @@ class FrozenLM:
             kwargs["revision"] = revision
         if local_files_only is not None:
             kwargs["local_files_only"] = local_files_only
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
         model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype))
         if attn_implementation:
             model_kwargs["attn_implementation"] = attn_implementation
@@ -136,7 +144,11 @@ class FrozenLM:
             model_kwargs["device_map"] = device_map
             if max_memory is not None:
                 model_kwargs["max_memory"] = max_memory
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **model_kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
+        except OSError as e:  # a hub id not found or unreachable, a directory without the files
+            raise _load_error(name, e) from None
         if device_map is None:
             model.to(resolve_device(device))
         # A local directory is recorded absolute, so module.json still finds it from another cwd.

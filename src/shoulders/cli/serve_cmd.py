@@ -41,6 +41,7 @@ def run(args) -> int:
 
     from shoulders.backbone import FrozenLM
     from shoulders.cli.main import UserError
+    from shoulders.errors import BackboneError
     from shoulders.serving import ServeSettings, create_app
 
     if not Path(args.modules).is_dir():
@@ -62,7 +63,7 @@ def run(args) -> int:
     try:
         backbone = FrozenLM.from_pretrained(args.backbone, dtype=args.dtype, device=args.device,
                                             trust_remote_code=args.trust_remote_code)
-    except OSError as e:  # not found / not a model directory: one line, not a traceback
+    except (OSError, BackboneError) as e:  # not found / not a model directory: one line naming the flag
         raise UserError(f"--backbone {args.backbone}: {e}") from None
     app = create_app(settings, backbone)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)

@@ -31,7 +31,7 @@ class Retriever(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def build(self, passages: Sequence[Passage]) -> None:
+    def build(self, passages: Sequence[Passage], show_progress: bool = True) -> None:
         """Index the passages (replacing any previous index)."""
 
     @abstractmethod

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import bm25s
 import numpy as np
 
+from shoulders.errors import ShouldersError
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, Retriever, load_ids, passage_text, read_config, save_ids
 
@@ -60,8 +61,9 @@ class BM25Retriever(Retriever):
             return None
         try:
             import Stemmer  # PyStemmer, optional
-        except ImportError as e:
-            raise ImportError("BM25Config.stemmer needs PyStemmer: pip install PyStemmer") from e
+        except ImportError:  # the user's choice of option, not a bug: one line, not a traceback
+            raise ShouldersError(f"BM25Config.stemmer={self.config.stemmer!r} needs the optional PyStemmer "
+                                 "package: pip install PyStemmer") from None
         return Stemmer.Stemmer(self.config.stemmer)
 
     def tokenize(self, texts: list[str], show_progress: bool = False) -> list[list[str]]:

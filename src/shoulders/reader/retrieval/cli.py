@@ -67,7 +67,7 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     q.add_argument("index_dir")
     q.add_argument("question", nargs="?", help="one question (prints the ranking)")
     q.add_argument("-k", type=int, default=20, help="hits per question")
-    q.add_argument("--questions", help="JSONL with `question` (and `id`) fields")
+    q.add_argument("--questions", help="JSONL of questions: the text in `question` or `input`, an optional `id`")
     q.add_argument("--out", help="hits JSONL: {id, hits: [{id, score}]} per question")
     q.add_argument("--batch-size", type=int, default=256)
     q.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
@@ -98,7 +98,7 @@ def run_index_command(args: argparse.Namespace) -> int:
         options.update(_set_pairs(args.set))
         try:
             ix.make_retriever(args.kind, **options)  # a bad option: one line, before reading the corpus
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # an unknown option, a bad value, PyStemmer missing
             from shoulders.errors import ShouldersError
 
             raise ShouldersError(f"--set/flags: {e}") from None

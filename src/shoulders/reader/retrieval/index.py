@@ -79,11 +79,12 @@ def save_index(retriever: Retriever, out_dir: str | Path, corpus: str | Path | N
     return out_dir
 
 
-def build_index(corpus_path: str | Path, kind: str, out_dir: str | Path, **options: Any) -> Retriever:
+def build_index(corpus_path: str | Path, kind: str, out_dir: str | Path, show_progress: bool = True,
+                **options: Any) -> Retriever:
     """Load and validate the corpus, build a `kind` retriever over it, save it to `out_dir`."""
     retriever = make_retriever(kind, **options)  # reject bad options before the slow part
     passages = load_passages(corpus_path)
-    retriever.build(passages)
+    retriever.build(passages, show_progress=show_progress)
     save_index(retriever, out_dir, corpus_path)
     return retriever
 
@@ -127,7 +128,9 @@ def search_batched(retriever: Retriever, queries: Sequence[str], k: int, batch_s
 
 
 def load_questions(path: str | Path) -> list[tuple[str, str]]:
-    """(id, question) pairs from JSONL with a `question` field; `id` defaults to the row number."""
+    """(id, question) pairs from JSONL: the text is `question`, else `input` (the field every
+    other data file of the library uses, so a task's dev file can be queried as it is);
+    `id` defaults to the row number."""
     path = Path(path)
     rows: list[tuple[str, str]] = []
     with open(path, encoding="utf-8") as f:
@@ -137,10 +140,13 @@ def load_questions(path: str | Path) -> list[tuple[str, str]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg}; expected an object with question[, id])") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
-                raise ValueError(f"{path}:{lineno}: missing string field 'question' (expected question[, id])")
-            rows.append((str(rec.get("id", len(rows))), rec["question"]))
+                raise ShouldersError(f"{path}:{lineno}: invalid JSON ({e.msg}; expected an object with question "
+                                     "or input[, id])") from None
+            text = rec.get("question", rec.get("input")) if isinstance(rec, dict) else None
+            if not isinstance(text, str):
+                raise ShouldersError(f"{path}:{lineno}: missing string field 'question' or 'input' (expected "
+                                     "question or input[, id])")
+            rows.append((str(rec.get("id", len(rows))), text))
     return rows
 
 
