@@ -68,3 +68,17 @@ def test_index_query_questions_reads_question_or_input(tmp_path, capsys, monkeyp
     assert main(["index", "query", "idx", "--questions", "qs.jsonl", "-k", "1", "--out", "hits.jsonl"]) == 0
     hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
     assert [(h["id"], h["hits"][0]["id"]) for h in hits] == [("a", "p1"), ("1", "p2")]
+
+
+def test_real_tasks_says_up_front_that_it_pretrains(monkeypatch, caplog):
+    """Without --backbone, real-tasks pre-trains toy-small (only it) on first use: it says so first."""
+    import logging
+
+    import shoulders.toyworld
+    from shoulders.cli.real_tasks_cmd import default_backbone
+
+    asked = {}
+    monkeypatch.setattr(shoulders.toyworld, "ensure_backbones", lambda **kw: asked.update(kw) or {"toy-small": "/x"})
+    with caplog.at_level(logging.INFO, logger="shoulders"):
+        assert default_backbone(quick=True, progress=False) == "/x"
+    assert asked["names"] == ("toy-small",) and "pre-trained first" in caplog.text
