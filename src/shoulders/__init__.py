@@ -12,13 +12,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
-from shoulders.api import load  # noqa: E402
-from shoulders.backbone import FrozenLM, Generation, GenerationConfig  # noqa: E402
-from shoulders.data import Example, Task  # noqa: E402
-from shoulders.modules import ModuleConfig, SoftModule, SoftPromptModule, load_module, save_module  # noqa: E402
-from shoulders.prompts import PromptTuning, PromptTuningConfig  # noqa: E402
+from shoulders._version import __version__
+from shoulders.api import load
+from shoulders.backbone import FrozenLM, Generation, GenerationConfig
+from shoulders.data import Example, Task
+from shoulders.modules import ModuleConfig, SoftModule, SoftPromptModule, load_module, save_module
+from shoulders.prompts import PromptTuning, PromptTuningConfig
 
 _LAZY = {  # name -> module that defines it
     "InputDependentPrompt": "shoulders.prompts.idpt",

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-import shoulders
+from shoulders._version import __version__
 from shoulders.backbone.fingerprint import compare_backbones
 from shoulders.modules.registry import MODULE_TYPES, module_class
 from shoulders.utils.fs import atomic_dir, sha256_file
@@ -66,7 +66,7 @@ def write_module_files(module, directory: Path, backbone=None, *, extra: dict[st
     meta = {
         "module_type": module.module_type,
         "format_version": FORMAT_VERSION,
-        "library": f"shoulders {shoulders.__version__}",
+        "library": f"shoulders {__version__}",
         "config": module.config.model_dump(mode="json"),
         "frozen_components": module.frozen_components(),
         "backbone": backbone_info,
@@ -104,7 +104,7 @@ def read_module_json(path: str | Path) -> dict:
     if version > FORMAT_VERSION:
         raise ModuleFormatError(
             f"{cfg_file}: format_version {version} is newer than this shoulders "
-            f"({shoulders.__version__}) reads (<= {FORMAT_VERSION}); upgrade shoulders"
+            f"({__version__}) reads (<= {FORMAT_VERSION}); upgrade shoulders"
         )
     return meta
 
