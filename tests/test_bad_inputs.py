@@ -401,6 +401,20 @@ row("config-task-file-missing", TRAINER, "a task whose `train` file does not exi
     DataError, r"^missing\.jsonl: no such file$", tasks=[{"name": "a", "train": "missing.jsonl"}]))
 
 
+@row("config-output-dir-is-a-module", TRAINER, "`output_dir` a directory that `save_module` filled")
+def _(w, tmp):
+    from shoulders.train import Trainer
+
+    write_train_data(tmp)
+    shutil.copytree(w.module, tmp / "out")
+    data = {**train_config_data("tr.jsonl"), "output_dir": "out"}
+    data["backbone"]["name_or_path"] = str(w.backbone)
+    put(tmp / "c.yaml", json.dumps(data))
+    return Api(lambda: Trainer(load_config("c.yaml"), backbone=w.lm, progress=False), ConfigError,
+               r"^out: output_dir is a saved module directory \(it holds module\.json\); give the run a directory "
+               r"of its own$")
+
+
 # --- module directories ------------------------------------------------------------------------
 def module_copy(w: World, tmp: Path) -> Path:
     return Path(shutil.copytree(w.module, tmp / "m"))

@@ -104,3 +104,14 @@ def test_resume_with_another_backbone_is_refused_and_changes_nothing(tiny_dirs, 
     assert "\n" not in message and "cannot resume" in message
     assert str(tiny_dirs["gpt2"]) in message and str(tiny_dirs["llama"]) in message
     assert snapshot() == before
+
+
+def test_rerun_of_a_finished_run_says_it_trains_nothing(lm, tiny_dir, tmp_path, caplog):
+    """Resuming is the default, so running the same thing twice continues a finished run: one
+    warning line says there is nothing to train, instead of a silent no-op."""
+    cfg = _config(tiny_dir, tmp_path / "run", steps=4, grad_accum=1, eval_every=0)
+    Trainer(cfg, backbone=lm, tasks=[keyword_task(40, 8)], progress=False).fit()
+    with caplog.at_level("WARNING", logger="shoulders"):
+        Trainer(cfg, backbone=lm, tasks=[keyword_task(40, 8)], progress=False).fit()
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "already reached step 4 of train.steps=4: nothing to train" in record.getMessage()

@@ -86,6 +86,9 @@ class Trainer:
         self.module = module or module_class(config.method).build(config.module_config(), backbone)
         self.module.to(backbone.device)
         self.out = Path(config.output_dir)
+        if (self.out / "module.json").is_file():  # checkpoints/, best/, final/ would land inside a saved module
+            raise ConfigError(f"{self.out}: output_dir is a saved module directory (it holds module.json); give the "
+                              "run a directory of its own")
         self._check_setup()
 
     def _check_setup(self) -> None:
@@ -147,7 +150,12 @@ class Trainer:
                     "or set resume: false to start over"
                 ) from None
             history, best_score, start = state["history"], state["best_score"], state["step"]
-            log.info("resumed from %s (step %d)", existing[-1], start)
+            if start >= t.steps:  # a re-run of a finished run: say so, or it looks like training did nothing
+                log.warning("%s: this run already reached step %d of train.steps=%d: nothing to train (raise "
+                            "train.steps to go on; resume: false or another output_dir starts over)",
+                            existing[-1], start, t.steps)
+            else:
+                log.info("resumed from %s (step %d of %d)", existing[-1], start, t.steps)
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
