@@ -698,6 +698,12 @@ def _(w, tmp):
                r".+\); expected a hub id or a local directory with config\.json and the tokenizer files$")
 
 
+@row("cli-import-peft-template-without-input", "CLI shoulders import-peft", "`--template 'Review:'` (no `{input}`)")
+def _(w, tmp):
+    return Cli(["import-peft", "peft", "back", "--template", "Review:"],
+               r"^shoulders import-peft: error: --template 'Review:': must contain \{input\}, where each input goes$")
+
+
 @row("cli-info-verify-tampered", "CLI shoulders info --verify", "`shoulders info m --verify` on modified weights")
 def _(w, tmp):
     m = module_copy(w, tmp)
@@ -969,7 +975,7 @@ SECTIONS = [  # (title, row-id prefixes)
     ("Configs (YAML for `shoulders train`)", ("config-",)),
     ("Module directories", ("module-",)),
     ("Checkpoints (resuming into an existing output_dir)", ("checkpoint-",)),
-    ("CLI arguments", ("cli-eval-", "cli-generate-", "cli-set-", "cli-train-", "cli-info-")),
+    ("CLI arguments", ("cli-eval-", "cli-generate-", "cli-set-", "cli-train-", "cli-import-", "cli-info-")),
     ("Retrieval corpus files", ("corpus-", "cli-index-")),
     ("HTTP requests (`shoulders serve`)", ("http-",)),
 ]

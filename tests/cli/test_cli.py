@@ -44,7 +44,9 @@ output_dir: {tmp_path / 'run'}
     assert len(gens) == 1 and len(gens[0]["outputs"][0]["token_ids"]) <= 3
     assert main(["export-peft", final, str(tmp_path / "peft")]) == 0
     assert (tmp_path / "peft" / "adapter_config.json").exists()
-    assert main(["import-peft", str(tmp_path / "peft"), str(tmp_path / "back")]) == 0
+    assert main(["import-peft", str(tmp_path / "peft"), str(tmp_path / "back"), "--template", "Q: {input} A:"]) == 0
+    text = json.loads((tmp_path / "back" / "module.json").read_text())["config"]["text"]
+    assert text["template"] == "Q: {input} A:"  # PEFT does not record it: the flag restores it
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):

@@ -63,3 +63,16 @@ def test_every_preset_config_validates(preset):
     cfg = load_config(Path(__file__).parents[2] / "configs" / preset)
     assert preset.startswith(cfg.method)  # <method>_<backbone>_<device>.yaml, as the header's command says
     cfg.module_config()  # the method's own section validates too
+
+
+def test_task_files_are_found_next_to_the_config_first(tmp_path, monkeypatch):
+    """Relative task files: the config file's directory first, then the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for name in ("sub/both.jsonl", "both.jsonl", "cwd_only.jsonl"):
+        (tmp_path / name).write_text('{"input": "a", "target": "b"}\n')
+    (tmp_path / "sub" / "c.yaml").write_text(
+        "method: prompt_tuning\nbackbone: {name_or_path: x}\n"
+        "tasks: [{name: a, train: both.jsonl, dev: cwd_only.jsonl, test: nowhere.jsonl}]\n")
+    task = load_config("sub/c.yaml").tasks[0]
+    assert (task.train, task.dev, task.test) == ("sub/both.jsonl", "cwd_only.jsonl", "nowhere.jsonl")

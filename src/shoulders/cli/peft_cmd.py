@@ -6,13 +6,16 @@ from shoulders.cli.common import add_backbone_args
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export-peft", help="write a prompt_tuning module as a PEFT adapter directory")
-    p.add_argument("module")
-    p.add_argument("out")
+    p.add_argument("module", help="prompt_tuning module directory")
+    p.add_argument("out", help="adapter directory to write (adapter_config.json, adapter_model.safetensors)")
     add_backbone_args(p)
     p.set_defaults(func=run_export)
     q = sub.add_parser("import-peft", help="read a PEFT prompt-tuning adapter into a shoulders module")
-    q.add_argument("adapter")
-    q.add_argument("out")
+    q.add_argument("adapter", help="PEFT PROMPT_TUNING adapter directory")
+    q.add_argument("out", help="module directory to write")
+    q.add_argument("--template", default="{input}", help="the text template the adapter was trained with, which "
+                   "PEFT does not record, e.g. $'Review: {input}\\nSentiment:' in bash")
+    q.add_argument("--target-prefix", default=" ", help="text between the input and the answer")
     add_backbone_args(q)
     q.set_defaults(func=run_import)
 
@@ -35,6 +38,8 @@ def run_import(args) -> int:
     from shoulders.modules.io import save_module
     from shoulders.prompts.peft_io import import_peft
 
+    if "{input}" not in args.template:  # before loading the backbone: a template without it ignores every input
+        raise UserError(f"--template {args.template!r}: must contain {{input}}, where each input goes")
     name = args.backbone
     if not name:
         cfg_file = Path(args.adapter) / "adapter_config.json"
@@ -44,7 +49,8 @@ def run_import(args) -> int:
     backbone = FrozenLM.from_pretrained(name, dtype=args.dtype, device=args.device,
                                         trust_remote_code=args.trust_remote_code)
     try:
-        module = import_peft(args.adapter, backbone)
+        module = import_peft(args.adapter, backbone, text={"template": args.template,
+                                                           "target_prefix": args.target_prefix})
     except ValueError as e:
         raise UserError(str(e)) from None
     print(save_module(module, args.out, backbone))

@@ -6,7 +6,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("real-tasks", help="shared prompt vs ID-PT vs fine-tuning on SST-2, MRPC, RTE and BoolQ")
     p.add_argument("--backbone", help="causal LM directory or hub id (default: the toy-small backbone, "
                    "pre-trained and cached on first use)")
-    p.add_argument("--data-dir", help="directory of the dev files (default: $SHOULDERS_DATA, else ../shared/data)")
+    p.add_argument("--data-dir", help="directory of the dev files (default: $SHOULDERS_DATA, else shared/data "
+                   "beside the repository checkout, where a development checkout keeps them)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: 0)")
     p.add_argument("--quick", action="store_true", help="fewer examples and steps (about a minute per seed, after "
                    "the backbone: without --backbone, toy-small is pre-trained first on first use)")

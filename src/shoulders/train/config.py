@@ -181,11 +181,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg.module_config()  # validate the method's own section now, not at step 0
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    if path is not None:  # data paths are relative to the config file
-        base = path.parent
-        for t in cfg.tasks:
-            for split in ("train", "dev", "test"):
-                value = getattr(t, split)
-                if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
-                    setattr(t, split, str(base / value))
+    if path is not None:
+        _resolve_task_files(cfg, path.parent)
     return cfg
+
+
+def _resolve_task_files(cfg: TrainConfig, base: Path) -> None:
+    """A relative task file is looked up next to the config file first, as in most tools'
+    configs, so a config runs from any directory; one that is not there is kept as it is
+    (from the working directory), so configs written for the repository root still run.
+    output_dir and the module's own paths stay relative to the working directory."""
+    for t in cfg.tasks:
+        for split in ("train", "dev", "test"):
+            value = getattr(t, split)
+            if value and not Path(value).is_absolute() and (base / value).exists():
+                setattr(t, split, str(base / value))

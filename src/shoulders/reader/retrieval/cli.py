@@ -74,7 +74,8 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     _add_flags(q, QUERY_FLAGS)
 
     e = sub.add_parser("eval-squad", help="recall@k of BM25 / dense / hybrids on SQuAD v1.1 dev")
-    e.add_argument("--data", help="squad-v1.1-dev.json (default: $SHOULDERS_DATA or ../shared/data)")
+    e.add_argument("--data", help="squad-v1.1-dev.json (default: in $SHOULDERS_DATA, else in shared/data beside "
+                   "the repository checkout)")
     e.add_argument("--limit", type=int, help="first N questions only")
     e.add_argument("--alpha", type=float, default=0.5, help="hybrid minmax dense weight")
     e.add_argument("--cache", help="directory to keep the built indexes between runs")
