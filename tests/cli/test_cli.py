@@ -64,10 +64,10 @@ def test_index_query_questions_reads_question_or_input(tmp_path, capsys, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "title": t, "text": f"{t} is a city."})
                                                    + "\n" for i, t in enumerate(["Paris", "Rome", "Oslo"])))
-    assert main(["index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "idx"]) == 0
+    assert main(["index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "idx", "--no-progress"]) == 0
     (tmp_path / "qs.jsonl").write_text(json.dumps({"id": "a", "input": "rome"}) + "\n"
                                        + json.dumps({"question": "oslo"}) + "\n")
-    assert main(["index", "query", "idx", "--questions", "qs.jsonl", "-k", "1", "--out", "hits.jsonl"]) == 0
+    assert main(["index", "query", "idx", "--questions", "qs.jsonl", "-k", "1", "--out", "hits.jsonl", "-q"]) == 0
     hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
     assert [(h["id"], h["hits"][0]["id"]) for h in hits] == [("a", "p1"), ("1", "p2")]
 
@@ -84,3 +84,49 @@ def test_real_tasks_says_up_front_that_it_pretrains(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="shoulders"):
         assert default_backbone(quick=True, progress=False) == "/x"
     assert asked["names"] == ("toy-small",) and "pre-trained first" in caplog.text
+
+
+LONG_COMMANDS = [["train", "c.yaml"], ["eval", "m", "--data", "d.jsonl"], ["generate", "m", "x"], ["ask", "r", "q"],
+                 ["demo"], ["real-tasks"], ["index", "build", "--corpus", "c", "--kind", "bm25", "--out", "o"],
+                 ["index", "query", "idx", "q"], ["index", "eval-squad"], ["bench", "train"], ["bench", "all"],
+                 ["export-peft", "m", "o"], ["import-peft", "a", "o"]]
+
+
+@pytest.mark.parametrize("argv", LONG_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_long_commands_take_the_output_flags_after_their_name(argv):
+    from shoulders.cli.main import build_parser
+
+    parser = build_parser()
+    plain = parser.parse_args(argv)
+    assert (plain.quiet, plain.verbose, plain.no_progress) == (False, False, False)
+    given = parser.parse_args([*argv, "--quiet", "--verbose", "--no-progress"])
+    assert (given.quiet, given.verbose, given.no_progress) == (True, True, True)
+    before = parser.parse_args(["-q", *argv])  # the top-level flag is not reset by the command's default
+    assert before.quiet
+
+
+def test_third_party_noise_only_with_verbose(tiny_dirs, tmp_path):
+    """transformers' "Loading weights" bar and bm25s's DEBUG lines came with every command."""
+    import os
+    import subprocess
+    import sys
+
+    from shoulders.backbone import FrozenLM
+    from shoulders.modules import save_module
+    from shoulders.prompts import PromptTuning, PromptTuningConfig
+
+    lm = FrozenLM.from_pretrained(tiny_dirs["gpt2"], dtype="float32", device="cpu")
+    save_module(PromptTuning.build(PromptTuningConfig(num_virtual_tokens=2), lm), tmp_path / "m", lm)
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"id": "p", "title": "Rome", "text": "Rome is a city."}) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+
+    def stderr(*argv: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "shoulders", *argv], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    assert "Loading weights" not in stderr("generate", "m", "the cat", "--max-new-tokens", "1")
+    quiet = stderr("index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "a")
+    loud = stderr("index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "b", "--verbose")
+    assert "DEBUG bm25s" not in quiet and "DEBUG bm25s" in loud

@@ -48,6 +48,7 @@ def _run(cmd, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", SHOULDERS_WRITE_LOG=str(tmp_path / "writes-{rank}.txt"))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def test_two_process_gloo_matches_single_process(tiny_dirs, tmp_path):
@@ -55,8 +56,9 @@ def test_two_process_gloo_matches_single_process(tiny_dirs, tmp_path):
     single = _config(tmp_path, backbone, "single")
     _run([sys.executable, "-m", "shoulders", "-q", "train", str(single), "--no-progress"], tmp_path)
     double = _config(tmp_path, backbone, "ddp")
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-          str(AUDIT), "-q", "train", str(double), "--no-progress"], tmp_path)
+    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                str(AUDIT), "train", str(double), "--no-progress"], tmp_path)
+    assert ddp.stdout.count('"best_dev_score"') == 1, ddp.stdout  # the summary from rank 0 only
     lm = FrozenLM.from_pretrained(backbone, dtype="float32", device="cpu")
     a = load_module(tmp_path / "single" / "final", lm).prompt
     b = load_module(tmp_path / "ddp" / "final", lm).prompt

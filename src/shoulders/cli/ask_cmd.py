@@ -1,7 +1,7 @@
 """shoulders ask READER_DIR "question" [--json]: answer with a saved reader, showing its passages."""
 from __future__ import annotations
 
-from shoulders.cli.common import add_backbone_args
+from shoulders.cli.common import add_backbone_args, add_output_args
 
 
 def add_parser(sub) -> None:
@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the reader's answer budget)")
     p.add_argument("--json", action="store_true", help="print the full answer record as JSON")
     add_backbone_args(p)
+    add_output_args(p)
     p.set_defaults(func=run)
 
 

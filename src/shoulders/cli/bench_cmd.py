@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from shoulders.cli.common import add_output_args
+
 # name: (module, argument hooks tried in order, runners tried in order, help)
 PLUGINS = {
     "retrieval": ("shoulders.bench.retrieval", ["add_retrieval_bench_arguments", "add_arguments"],
@@ -35,6 +37,7 @@ def _common(p: argparse.ArgumentParser, sizes: bool = True) -> None:
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's peak TFLOP/s for an MFU column")
     p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ are written")
     p.add_argument("--no-write", action="store_true", help="print the tables only")
+    add_output_args(p)
     if sizes:
         p.add_argument("--section", default=None, metavar="TITLE",
                        help="write a BENCHMARKS.md section of this title (and benchmarks/<its slug>.json) instead "

@@ -17,6 +17,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """--no-progress, --quiet and --verbose after a long command's name, where users type them
+    (`shoulders train c.yaml --quiet`); the same flags before it (`shoulders -q train`) still
+    work. SUPPRESS: a flag not given here leaves the top-level value alone instead of
+    resetting it to False."""
+    p.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="only warnings and errors, no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also third-party logs, warnings and progress bars (transformers, bm25s, ...)")
+
+
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", help="backbone hub id or directory (default: the one recorded in module.json)")
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")

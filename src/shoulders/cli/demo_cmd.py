@@ -1,6 +1,8 @@
 """shoulders demo [--quick] [--seed N] [--out DIR] [--seeds K] [--only SECTION ...] [--jobs J] [--multitask-steps N]"""
 from __future__ import annotations
 
+from shoulders.cli.common import add_output_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the embedded default end to end: world, toy backbones, the paper's experiments",
@@ -19,7 +21,7 @@ def add_parser(sub) -> None:
                    "else ~/.cache/shoulders/toyworld)")
     p.add_argument("--multitask-steps", type=int, default=None, metavar="N",
                    help="optimizer steps of every multi-task method (default: 480, --quick: 60)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_args(p)
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,7 @@
 """shoulders eval MODULE --data FILE"""
 from __future__ import annotations
 
-from shoulders.cli.common import add_backbone_args, positive_int
+from shoulders.cli.common import add_backbone_args, add_output_args, positive_int
 
 
 def add_parser(sub) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--predictions", help="write predictions to this JSONL file")
     add_backbone_args(p)
+    add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -35,7 +36,7 @@ def run(args) -> int:
         examples = examples[: args.max_examples]
     module, backbone = load_module_and_backbone(args, args.module)
     preds = predict(module, backbone, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                    progress=True)
+                    progress=not args.no_progress)
     scores = [score(args.metric, p, ex.gold) for p, ex in zip(preds, examples)]
     if args.predictions:
         atomic_write_text(args.predictions, "".join(

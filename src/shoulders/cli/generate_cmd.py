@@ -1,7 +1,7 @@
 """shoulders generate MODULE TEXT"""
 from __future__ import annotations
 
-from shoulders.cli.common import add_backbone_args, positive_int
+from shoulders.cli.common import add_backbone_args, add_output_args, positive_int
 
 
 def add_parser(sub) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--json", action="store_true", help="print JSON with token log-probabilities")
     add_backbone_args(p)
+    add_output_args(p)
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 
 # Sub-commands are the `*_cmd.py` files of this package, in this order first, then the rest
 # alphabetically. Each defines add_parser(subparsers), which sets `func` on its parser.
@@ -39,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn small modules around one frozen language model.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="less logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also third-party logs, warnings and progress bars (transformers, bm25s, ...)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from shoulders import __version__
 
     parser.add_argument("--version", action="version", version=f"shoulders {__version__}")
@@ -50,12 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    return record.name.split(".")[0] == "shoulders" or record.levelno >= logging.WARNING
+
+
+def configure_output(args: argparse.Namespace) -> None:
+    """Our log lines at INFO (WARNING with --quiet, and on every torchrun rank but 0, which
+    would only repeat rank 0's). Third-party logs below WARNING (bm25s sets its own logger to
+    DEBUG, so a handler filter rather than a level), their FutureWarnings and transformers'
+    "Loading weights" bars only with --verbose: they came with every command and buried ours."""
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        args.quiet = True
+    if args.quiet:
+        args.no_progress = True
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not args.verbose:
+        handler.addFilter(_ours_or_warning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
+    if args.no_progress or not args.verbose:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
+        if "transformers" in sys.modules:  # imported already (tests, a caller of main): switch it off now
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_output(args)
     try:
         result = args.func(args)
     except _user_errors() as e:

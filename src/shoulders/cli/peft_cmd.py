@@ -1,7 +1,7 @@
 """shoulders export-peft MODULE OUT / shoulders import-peft ADAPTER OUT"""
 from __future__ import annotations
 
-from shoulders.cli.common import add_backbone_args
+from shoulders.cli.common import add_backbone_args, add_output_args
 
 
 def add_parser(sub) -> None:
@@ -9,6 +9,7 @@ def add_parser(sub) -> None:
     p.add_argument("module", help="prompt_tuning module directory")
     p.add_argument("out", help="adapter directory to write (adapter_config.json, adapter_model.safetensors)")
     add_backbone_args(p)
+    add_output_args(p)
     p.set_defaults(func=run_export)
     q = sub.add_parser("import-peft", help="read a PEFT prompt-tuning adapter into a shoulders module")
     q.add_argument("adapter", help="PEFT PROMPT_TUNING adapter directory")
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
                    "PEFT does not record, e.g. $'Review: {input}\\nSentiment:' in bash")
     q.add_argument("--target-prefix", default=" ", help="text between the input and the answer")
     add_backbone_args(q)
+    add_output_args(q)
     q.set_defaults(func=run_import)
 
 

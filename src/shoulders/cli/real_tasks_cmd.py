@@ -1,6 +1,8 @@
 """shoulders real-tasks [--backbone PATH] [--data-dir DIR] [--seeds 0 1 2] [--quick] [--out DIR]"""
 from __future__ import annotations
 
+from shoulders.cli.common import add_output_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("real-tasks", help="shared prompt vs ID-PT vs fine-tuning on SST-2, MRPC, RTE and BoolQ")
@@ -13,7 +15,7 @@ def add_parser(sub) -> None:
                    "the backbone: without --backbone, toy-small is pre-trained first on first use)")
     p.add_argument("--encoder", help="ID-PT's frozen encoder (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--out", default="runs/real_tasks", help="output directory (real_tasks.md, real_tasks.json, plot)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_args(p)
     p.set_defaults(func=run)
 
 

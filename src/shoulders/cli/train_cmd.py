@@ -1,13 +1,15 @@
 """shoulders train CONFIG.yaml [--set key=value ...]"""
 from __future__ import annotations
 
+from shoulders.cli.common import add_output_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a module on a frozen backbone from a YAML config")
     p.add_argument("config", help="YAML config (see configs/ for examples)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=100 --set module.num_virtual_tokens=8")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -16,7 +18,10 @@ def run(args) -> int:
     from shoulders.train import Trainer, load_config
 
     config = load_config(args.config, args.overrides)
-    result = Trainer(config, progress=not args.no_progress).fit()
+    trainer = Trainer(config, progress=not args.no_progress)
+    result = trainer.fit()
+    if not trainer.acc.is_main_process:  # under torchrun every rank runs this; rank 0 has the scores
+        return 0
     print_json({
         "output_dir": str(result.output_dir),
         "best": str(result.best_dir) if result.best_dir else None,

@@ -94,6 +94,7 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def run_index_command(args: argparse.Namespace) -> int:
     from shoulders.reader.retrieval import index as ix
 
+    progress = not getattr(args, "no_progress", False)
     if args.index_command == "build":
         options = {k: getattr(args, k) for k in [*BUILD_FLAGS, "with_title"] if getattr(args, k) is not None}
         options.update(_set_pairs(args.set))
@@ -103,7 +104,7 @@ def run_index_command(args: argparse.Namespace) -> int:
             from shoulders.errors import ShouldersError
 
             raise ShouldersError(f"--set/flags: {e}") from None
-        r = ix.build_index(args.corpus, args.kind, args.out, **options)
+        r = ix.build_index(args.corpus, args.kind, args.out, show_progress=progress, **options)
         print(f"built {args.kind} index of {len(r)} passages in {args.out}")
         return 0
     if args.index_command == "query":
@@ -112,7 +113,7 @@ def run_index_command(args: argparse.Namespace) -> int:
         if args.questions:
             if not args.out:
                 raise SystemExit("--questions needs --out HITS.jsonl")
-            n = ix.query_file(retriever, args.questions, args.out, args.k, args.batch_size)
+            n = ix.query_file(retriever, args.questions, args.out, args.k, args.batch_size, show_progress=progress)
             print(f"wrote hits for {n} questions to {args.out}")
             return 0
         if not args.question:
@@ -125,7 +126,7 @@ def run_index_command(args: argparse.Namespace) -> int:
 
         given = {"alpha": args.alpha, **({"test_questions": args.limit} if args.limit else {})}
         report = evaluate_reranker_on_squad(args.data, args.cache or "runs/squad_rerank",
-                                            settings_from_pairs(args.rerank_set, **given))
+                                            settings_from_pairs(args.rerank_set, **given), progress=progress)
         print(rerank_table(report))
         if args.out:
             atomic_write_json(args.out, report)
@@ -134,7 +135,8 @@ def run_index_command(args: argparse.Namespace) -> int:
         from shoulders.reader.retrieval.io import atomic_write_json
         from shoulders.reader.squad import evaluate_retrievers_on_squad, recall_table
 
-        report = evaluate_retrievers_on_squad(args.data, limit=args.limit, alpha=args.alpha, index_dir=args.cache)
+        report = evaluate_retrievers_on_squad(args.data, limit=args.limit, alpha=args.alpha, index_dir=args.cache,
+                                              show_progress=progress)
         print(recall_table(report))
         if args.out:
             atomic_write_json(args.out, report)
