@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shoulders.serving.launch import ServerProcess
+from shoulders.bench.launch import ServerProcess
 
 
 def _prompt_tuning(lm, i: int, assets: Path):

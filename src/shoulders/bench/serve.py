@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shoulders.serving.launch import ServerProcess
-from shoulders.serving.loadgen import run_load
+from shoulders.bench.launch import ServerProcess
+from shoulders.bench.loadgen import run_load
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 
 SYLLABLES = [c + v for c in "bcdfghklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 
 from shoulders.bench import report
+from shoulders.bench.launch import ServerProcess
 from shoulders.bench.serve import _sentences, build_bench_backbone, build_bench_modules
-from shoulders.serving.launch import ServerProcess
 
 MAX_BODY = 65536  # the server's --max-body-bytes: oversized bodies stay cheap to send
 # kind: share of the mix (percent)
