@@ -329,7 +329,7 @@ def config_row(text: str | bytes, pattern: str):
 CFG = "API load_config"
 for _id, _what, _text, _pattern in [
     ("config-unknown-key", "YAML: top-level key `trian`", CONFIG_HEAD + "trian: {steps: 3}\n",
-     r"^c\.yaml: unknown key 'trian'$"),
+     r"^c\.yaml: unknown key 'trian' \(did you mean 'train'\?\)$"),
     ("config-unknown-nested-key", "YAML: `optim.learning_rate` (it is `lr`)", CONFIG_HEAD + "optim: {learning_rate: 0.1}\n",
      r"^c\.yaml: unknown key 'optim\.learning_rate'$"),
     ("config-wrong-type", "YAML: `train.steps: many`", CONFIG_HEAD + "train: {steps: many}\n",
@@ -672,7 +672,14 @@ def _(w, tmp):
 @row("cli-set-unknown-key", TRAIN, "`--set train.stepz=3`")
 def _(w, tmp):
     put(tmp / "c.yaml", CONFIG_HEAD)
-    return Cli(["train", "c.yaml", "--set", "train.stepz=3"], r"^shoulders train: error: c\.yaml: unknown key 'train\.stepz'$")
+    return Cli(["train", "c.yaml", "--set", "train.stepz=3"],
+               r"^shoulders train: error: c\.yaml: unknown key 'train\.stepz' \(did you mean 'train\.steps'\?\)$")
+
+
+@row("cli-command-misspelt", "CLI shoulders", "`shoulders trian c.yaml`")
+def _(w, tmp):
+    return Cli(["trian", "c.yaml"], r"^shoulders: error: argument COMMAND: invalid choice: 'trian' \(did you mean "
+               r"'train'\?\)$")
 
 
 @row("cli-set-wrong-type", TRAIN, "`--set optim.lr=fast`")
@@ -775,6 +782,9 @@ for _id, _what, _content, _pattern, _extra in [
     ("cli-index-build-unknown-option", "`shoulders index build ... --set k3=1.2`", jsonl(PASSAGE),
      r"^shoulders index: error: --set/flags: unknown option\(s\) \['k3'\] for a bm25 index: expected some of \[",
      ("--set", "k3=1.2")),
+    ("cli-index-build-misspelt-option", "`shoulders index build ... --set stemer=english`", jsonl(PASSAGE),
+     r"^shoulders index: error: --set/flags: unknown option\(s\) \['stemer'\] for a bm25 index \(did you mean "
+     r"'stemmer' for 'stemer'\?\): expected some of \[", ("--set", "stemer=english")),
 ]:
     row(_id, INDEX, _what)(index_row(_content, _pattern, *_extra))
 
@@ -975,7 +985,8 @@ SECTIONS = [  # (title, row-id prefixes)
     ("Configs (YAML for `shoulders train`)", ("config-",)),
     ("Module directories", ("module-",)),
     ("Checkpoints (resuming into an existing output_dir)", ("checkpoint-",)),
-    ("CLI arguments", ("cli-eval-", "cli-generate-", "cli-set-", "cli-train-", "cli-import-", "cli-info-")),
+    ("CLI arguments", ("cli-command-", "cli-eval-", "cli-generate-", "cli-set-", "cli-train-", "cli-import-",
+                       "cli-info-")),
     ("Retrieval corpus files", ("corpus-", "cli-index-")),
     ("HTTP requests (`shoulders serve`)", ("http-",)),
 ]

@@ -17,13 +17,43 @@ class BackboneError(ShouldersError):
     """A backbone that cannot be found or loaded as named."""
 
 
-def format_validation_error(err, prefix: str = "") -> str:
-    """A pydantic ValidationError on one line: `unknown key 'a.b'; key 'c': <why> (got x)`."""
+def _model_in(annotation):
+    """The pydantic model class inside a field's type (`X`, `X | None`, `list[X]`), if any."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, typing.get_args(annotation)) if m is not None), None)
+
+
+def _did_you_mean(model, loc: tuple, prefix: str) -> str:
+    """` (did you mean 'train.steps'?)` for an unknown key close to a field of the (nested)
+    model it was found in, or nothing."""
+    import difflib
+
+    node = model
+    for part in loc[:-1]:
+        if isinstance(part, int):  # a list item: the same type as the list's
+            continue
+        field = getattr(node, "model_fields", {}).get(part)
+        node = _model_in(field.annotation) if field is not None else None
+        if node is None:
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(getattr(node, "model_fields", {})), n=1)
+    return f" (did you mean {prefix + '.'.join(str(p) for p in (*loc[:-1], close[0]))!r}?)" if close else ""
+
+
+def format_validation_error(err, prefix: str = "", model=None) -> str:
+    """A pydantic ValidationError on one line: `unknown key 'a.b'; key 'c': <why> (got x)`.
+    Given the validated `model` class, an unknown key close to a real one gets a "did you mean"."""
     lines = []
     for e in err.errors():
         key = prefix + ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key {key!r}")
+            hint = _did_you_mean(model, tuple(e["loc"]), prefix) if model is not None and e["loc"] else ""
+            lines.append(f"unknown key {key!r}{hint}")
         elif e["type"] == "missing":
             lines.append(f"missing key {key!r}")
         elif e["type"] == "value_error":  # our own validators: the message says what was wrong

@@ -130,3 +130,36 @@ def test_third_party_noise_only_with_verbose(tiny_dirs, tmp_path):
     quiet = stderr("index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "a")
     loud = stderr("index", "build", "--corpus", "corpus.jsonl", "--kind", "bm25", "--out", "b", "--verbose")
     assert "DEBUG bm25s" not in quiet and "DEBUG bm25s" in loud
+
+
+def _parsers(parser, name="shoulders"):
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, p in action.choices.items():
+                yield from _parsers(p, f"{name} {sub}")
+
+
+def test_help_shows_defaults_and_every_flag_has_help():
+    import argparse
+
+    from shoulders.cli.main import build_parser
+
+    missing = []
+    for name, parser in _parsers(build_parser()):
+        if parser.prefix_chars != "-":  # pass-through commands (bench plugins, lm-eval) parse their own flags
+            continue
+        parser.format_help()  # renders: no stray % in a help text
+        missing += [f"{name} {a.option_strings or a.dest}" for a in parser._actions
+                    if not a.help and not isinstance(a, argparse._SubParsersAction)]
+    assert missing == []
+    text = dict(_parsers(build_parser()))["shoulders eval"].format_help()
+    assert "examples per forward pass (default: 32)" in " ".join(text.split())
+
+
+def test_a_mistyped_choice_gets_did_you_mean(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "m", "--data", "d.jsonl", "--metric", "acuracy"])
+    assert "invalid choice: 'acuracy' (did you mean 'accuracy'?)" in capsys.readouterr().err

@@ -76,3 +76,15 @@ def test_task_files_are_found_next_to_the_config_first(tmp_path, monkeypatch):
         "tasks: [{name: a, train: both.jsonl, dev: cwd_only.jsonl, test: nowhere.jsonl}]\n")
     task = load_config("sub/c.yaml").tasks[0]
     assert (task.train, task.dev, task.test) == ("sub/both.jsonl", "cwd_only.jsonl", "nowhere.jsonl")
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("module: {num_virtual_token: 3}\n", "unknown key 'module.num_virtual_token' (did you mean 'module.num_virtual_tokens'?)"),
+    ("module: {text: {templat: x}}\n", "unknown key 'module.text.templat' (did you mean 'module.text.template'?)"),
+    ("tasks: [{name: a, trian: x.jsonl}]\n", "unknown key 'tasks.0.trian' (did you mean 'tasks.0.train'?)"),
+    ("optim: {zzz: 1}\n", "unknown key 'optim.zzz'"),
+])
+def test_unknown_keys_get_did_you_mean(tmp_path, text, hint):
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg_file(tmp_path, BASE + text))
+    assert str(e.value) == f"{tmp_path / 'c.yaml'}: {hint}"

@@ -54,19 +54,19 @@ def add_parser(sub) -> None:
     t = bsub.add_parser("train", help="training step time, memory, FLOP/s: PEFT vs ours (PT, ID-PT) vs full FT")
     _common(t)
     t.add_argument("--methods", default="peft,pt,idpt,ft", help="any of peft, pt, idpt, ft")
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--input-tokens", type=int, default=128)
-    t.add_argument("--target-tokens", type=int, default=8)
+    t.add_argument("--batch", type=int, default=8, help="examples per step")
+    t.add_argument("--input-tokens", type=int, default=128, help="input length")
+    t.add_argument("--target-tokens", type=int, default=8, help="target length")
     t.add_argument("--prompt", type=int, default=20, help="soft-prompt vectors")
     t.add_argument("--ft-max-params", type=float, default=2e8, help="skip full fine-tuning above this size (0: never)")
     t.add_argument("--matmul-n", type=int, default=0, help="side of the square matmul yardstick (default 4096 on "
                    "CPU, 8192 on CUDA)")
     g = bsub.add_parser("generate", help="tokens/s from a soft prefix: FrozenLM.generate vs transformers generate")
     _common(g)
-    g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--input-tokens", type=int, default=64)
-    g.add_argument("--prompt", type=int, default=20)
-    g.add_argument("--new-tokens", type=int, default=32)
+    g.add_argument("--batch", type=int, default=8, help="sequences decoded together")
+    g.add_argument("--input-tokens", type=int, default=64, help="input length")
+    g.add_argument("--prompt", type=int, default=20, help="soft-prompt vectors")
+    g.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
     i = bsub.add_parser("idpt", help="ID-PT prompt generation time over one backbone forward, by backbone size")
     _common(i)
     i.add_argument("--toy-backbone", action="append", default=[], metavar="PATH",
@@ -74,9 +74,9 @@ def add_parser(sub) -> None:
     c = bsub.add_parser("checkpointing", help="prompt-tuning step time and peak memory with and without gradient "
                         "checkpointing of the frozen backbone, and whether the gradients match")
     _common(c)
-    c.add_argument("--batch", type=int, default=8)
-    c.add_argument("--input-tokens", type=int, default=128)
-    c.add_argument("--target-tokens", type=int, default=8)
+    c.add_argument("--batch", type=int, default=8, help="examples per step")
+    c.add_argument("--input-tokens", type=int, default=128, help="input length")
+    c.add_argument("--target-tokens", type=int, default=8, help="target length")
     c.add_argument("--prompt", type=int, default=20, help="soft-prompt vectors")
     c.add_argument("--long-input-tokens", type=int, default=512,
                    help="the input length of the long rows (0: no long rows)")
@@ -95,7 +95,7 @@ def add_parser(sub) -> None:
 
 
 def _run_plugin(args) -> int:
-    from shoulders.cli.main import UserError
+    from shoulders.cli.main import Parser, UserError
 
     module, hooks, runners, help_ = PLUGINS[args.plugin]
     try:
@@ -105,7 +105,7 @@ def _run_plugin(args) -> int:
     runner = next((getattr(mod, r) for r in runners if hasattr(mod, r)), None)
     if runner is None:
         raise UserError(f"{module} defines none of {', '.join(runners)}")
-    parser = argparse.ArgumentParser(prog=f"shoulders bench {args.plugin}", description=help_)
+    parser = Parser(prog=f"shoulders bench {args.plugin}", description=help_)
     hook = next((getattr(mod, h) for h in hooks if hasattr(mod, h)), None)
     if hook is not None:
         hook(parser)

@@ -8,13 +8,16 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="score a saved module on a data file")
     p.add_argument("module", help="module directory")
     p.add_argument("--data", required=True, help="JSONL/CSV/TSV/JSON file or datasets directory of examples")
-    p.add_argument("--metric", default="exact_match", choices=["exact_match", "f1", "accuracy", "rouge_l"])
-    p.add_argument("--input-field")
-    p.add_argument("--target-field")
+    p.add_argument("--metric", default="exact_match", choices=["exact_match", "f1", "accuracy", "rouge_l"],
+                   help="how a prediction is scored against the gold answers")
+    p.add_argument("--input-field", help="the input's field or column (default: input, or P3's "
+                   "inputs_pretokenized)")
+    p.add_argument("--target-field", help="the answer's field or column (default: target, or P3's "
+                   "targets_pretokenized)")
     p.add_argument("--choices", nargs="+", help="label words: evaluate by rank classification")
-    p.add_argument("--max-examples", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    p.add_argument("--max-examples", type=positive_int, help="score only the first N examples (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per forward pass")
+    p.add_argument("--max-new-tokens", type=positive_int, default=24, help="answer length limit when generating")
     p.add_argument("--predictions", help="write predictions to this JSONL file")
     add_backbone_args(p)
     add_output_args(p)

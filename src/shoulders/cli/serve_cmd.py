@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backbone", required=True, help="backbone hub id or directory")
     p.add_argument("--modules", required=True, help="directory whose sub-directories are modules (name = model id)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SHOULDERS_API_KEY, "
                    "which keeps the key out of the process list)")
     p.add_argument("--max-batch", type=int, default=32, help="rows (prompts x n) decoded together")
@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="the server's (uvicorn's) log level")
     p.set_defaults(func=run)
 
 

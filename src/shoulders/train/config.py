@@ -109,11 +109,11 @@ class TrainConfig(StrictModel):
         try:
             return cls.model_validate(self.module)
         except ValidationError as e:
-            raise ConfigError(_format_errors(e, prefix="module.")) from None
+            raise ConfigError(_format_errors(e, prefix="module.", model=cls)) from None
 
 
-def _format_errors(err: ValidationError, prefix: str = "") -> str:
-    return format_validation_error(err, prefix)
+def _format_errors(err: ValidationError, prefix: str = "", model=None) -> str:
+    return format_validation_error(err, prefix, model)
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
@@ -176,7 +176,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         cfg = TrainConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{where}: {_format_errors(e)}") from None
+        raise ConfigError(f"{where}: {_format_errors(e, model=TrainConfig)}") from None
     try:
         cfg.module_config()  # validate the method's own section now, not at step 0
     except ConfigError as e:

@@ -57,19 +57,20 @@ def add_index_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
     b = sub.add_parser("build", help="index a JSONL/TSV passage corpus")
     b.add_argument("--corpus", required=True, help="passages: JSONL or TSV with id, title, text")
-    b.add_argument("--kind", required=True, choices=["bm25", "dense", "hybrid"])
+    b.add_argument("--kind", required=True, choices=["bm25", "dense", "hybrid"],
+                   help="sparse (BM25), dense (sentence-transformers + FAISS) or both fused")
     b.add_argument("--out", required=True, help="index directory (replaced atomically)")
     _add_flags(b, BUILD_FLAGS)
     b.add_argument("--no-title", dest="with_title", action="store_false", default=None, help="index text only")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
 
     q = sub.add_parser("query", help="search an index with one question or a JSONL file of them")
-    q.add_argument("index_dir")
+    q.add_argument("index_dir", help="index directory made by `shoulders index build`")
     q.add_argument("question", nargs="?", help="one question (prints the ranking)")
     q.add_argument("-k", type=int, default=20, help="hits per question")
     q.add_argument("--questions", help="JSONL of questions: the text in `question` or `input`, an optional `id`")
     q.add_argument("--out", help="hits JSONL: {id, hits: [{id, score}]} per question")
-    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--batch-size", type=int, default=256, help="questions searched together (--questions)")
     q.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
     _add_flags(q, QUERY_FLAGS)
 

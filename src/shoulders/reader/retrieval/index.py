@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -47,7 +48,10 @@ def make_retriever(kind: str, **options: Any) -> Retriever:
     valid = set().union(*(_fields(c) for c in owners)) - {"faiss"}  # FAISS knobs are passed flat
     unknown = set(options) - valid
     if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)} for a {kind} index: expected some of {sorted(valid)}")
+        close = {u: m[0] for u in sorted(unknown) if (m := difflib.get_close_matches(u, sorted(valid), n=1))}
+        hint = f" (did you mean {', '.join(f'{m!r} for {u!r}' for u, m in close.items())}?)" if close else ""
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for a {kind} index{hint}: expected some of "
+                        f"{sorted(valid)}")
     if kind == "bm25":
         return BM25Retriever(BM25Config(**_pick(BM25Config, options)))
     dense_opts = {k: v for k, v in _pick(DenseConfig, options).items() if k != "faiss"}
