@@ -53,7 +53,7 @@ QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: th
 #                  doubles the step cost (a backward pass through the encoder, and no encoder cache).
 #   finetune:      lr 3e-4 [75.2], 1e-3 [75.9], 3e-3 [76.6] (within noise; 1e-3 is the safer choice).
 # Then re-checked on the toyworld mixture's *dev* split (frozen toy-small, world seed 0, the
-# 240-step budget; `python -m shoulders.experiments.sweep`; best dev average, module seeds 0 / 1):
+# 240-step budget; `shoulders experiment sweep`; best dev average, module seeds 0 / 1):
 #   prompt_tuning 16 vectors: 38.1 / 36.1; 32 vectors: 38.1 / -.
 #   idpt (L=16, lr 1e-3): 38.4 / 38.2; lr 3e-3: 37.7; L=32: 38.9; L=32 at 3e-3: 36.2;
 #        encoder prompt 8: 39.1; fixed prompt F=16 before p(x): 40.3 / 39.2 (chosen until the diagnosis below);

@@ -53,7 +53,7 @@ class RecursionSettings:
     single_steps: int = 400  # single-pass steps (best checkpoint on dev kept, so the step count is tuned too)
     # Task-training steps of each recursion variant after its stage 1 (= the single pass), and
     # neural recursion's lr: chosen on the closed-book *dev* split, world seed 0, module seed 0
-    # (`python -m shoulders.experiments.sweep --recursion ...`; dev EM, single pass 63.2):
+    # (`shoulders experiment sweep --recursion ...`; dev EM, single pass 63.2):
     #   neural 200 steps / lr 0.01: 67.1 (2-hop 10.7); 400 / 0.01: 73.7 (39.3); 800 / 0.01: 76.3;
     #   200 / 0.03: 72.4; 400 / 0.03: 77.6 (2-hop 42.9, 1-hop 97.9); connect=last 65.8; a 2-layer
     #   Connector 71.1; 300 Connector pre-training steps 68.4.

@@ -1,6 +1,6 @@
 """Dev-split sweeps for the multi-task experiment: how `METHODS` was chosen.
 
-`python -m shoulders.experiments.sweep --variant 'idpt:lr=3e-3' --variant 'idpt:prompt_length=32'`
+`shoulders experiment sweep --variant 'idpt:lr=3e-3' --variant 'idpt:prompt_length=32'`
 trains each variant on the toyworld mixture with the demo's full budget and reports
 its best dev average (the Trainer's model-selection score). The test split is never
 evaluated here, so choosing hyper-parameters from this output cannot leak test data.
@@ -217,7 +217,7 @@ def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="shoulders experiment sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", action="append", required=True, help="method:key=value,... (repeatable)")
     ap.add_argument("--seed", type=int, default=0, help="module seed")
     ap.add_argument("--world-seed", type=int, default=0)
@@ -234,7 +234,3 @@ def main(argv: list[str] | None = None) -> int:
     run_sweep(args.variant, seed=args.seed, world_seed=args.world_seed, out=Path(args.out), steps=args.steps,
               task_names=args.tasks.split(",") if args.tasks else None)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,8 +8,9 @@
   plain-text hand-over first (or `lm_pretrain` in the config, run at build).
 - Gating (`GateConfig` in both configs, `shoulders.recursion.gated`): pass 2 only when
   pass 1's confidence is below a threshold; `gate_sweep` traces accuracy against passes.
-- `shoulders.recursion.standin`: a synthetic 1-hop/2-hop fact world with two tiny
-  pre-trained backbones, to develop and demonstrate without the toyworld.
+- The stand-in world the tiny CPU configs train on (a synthetic 1-hop/2-hop fact world
+  and two tiny pre-trained backbones) is an experiment: `shoulders experiment
+  recursion-standin`, in `shoulders.experiments.recursion_standin`.
 """
 from shoulders.recursion.candidates import Candidates, SamplingConfig, format_candidates, merge_candidates
 from shoulders.recursion.common import GateConfig, PromptSpec

@@ -7,7 +7,7 @@ stored facts composed inside the model: the case a second pass is meant to help 
 Two Llama backbones (~1.5M and ~3M parameters by default) are pre-trained on it from
 scratch, with a BPE tokenizer trained on the corpus.
 
-`python -m shoulders.recursion.standin OUT_DIR [--quick]` writes OUT_DIR/{small,large}
+`shoulders experiment recursion-standin OUT_DIR [--quick]` writes OUT_DIR/{small,large}
 (backbones), OUT_DIR/closedbook/{train,dev,test}.jsonl and OUT_DIR/corpus.txt, which
 the example configs `configs/*recursion*_tiny_cpu.yaml` train on.
 """
@@ -201,8 +201,8 @@ def build_standin(out_dir: str | Path, cfg: StandinConfig | None = None, small: 
     return task, corpus, out / "small", out / "large"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shoulders experiment recursion-standin", description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir")
     ap.add_argument("--quick", action="store_true", help="a smaller world and shorter pre-training")
     ap.add_argument("--only", choices=["small", "large"], help="pre-train only this backbone")
@@ -214,7 +214,4 @@ def main(argv: list[str] | None = None) -> None:
         build_standin(args.out_dir, only=args.only)
     print(json.dumps({n: json.loads((Path(args.out_dir) / n / "pretrain.json").read_text())
                       for n in ("small", "large") if (Path(args.out_dir) / n / "pretrain.json").exists()}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return 0
