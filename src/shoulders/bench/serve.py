@@ -281,11 +281,3 @@ def run_from_args(args) -> int:
             print(f"wrote {path}")
     ok = result.get("load_test", {}).get("passed", True)
     return 0 if ok else 1
-
-
-if __name__ == "__main__":  # python -m shoulders.bench.serve [flags], until `shoulders bench serve` is wired
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m shoulders.bench.serve", description=__doc__.split("\n")[0])
-    add_serve_bench_args(parser)
-    sys.exit(run_from_args(parser.parse_args(namespace=argparse.Namespace(prog=parser.prog))))

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -335,11 +334,3 @@ def run_from_args(args) -> int:
         for path in report.write_section(args.root, "Soak", text, "soak", result):
             print(f"wrote {path}")
     return 0 if result["passed"] else 1
-
-
-if __name__ == "__main__":  # python -m shoulders.bench.soak [flags]
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m shoulders.bench.soak", description=__doc__.split("\n")[0])
-    add_soak_bench_args(parser)
-    sys.exit(run_from_args(parser.parse_args()))
