@@ -163,10 +163,10 @@ def test_load_index_errors_name_the_file(tmp_path):
 def test_cli_build_and_query(tmp_path, corpus_file, capsys):
     import argparse
 
-    from shoulders.reader.retrieval.cli import add_index_parser
+    from shoulders.cli.index_cmd import add_parser
 
     parser = argparse.ArgumentParser()
-    add_index_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["index", "build", "--corpus", str(corpus_file), "--kind", "bm25", "--out", str(tmp_path / "i")])
     assert args.func(args) == 0
     args = parser.parse_args(["index", "query", str(tmp_path / "i"), "capital of Italy", "-k", "2"])
@@ -179,10 +179,10 @@ def test_cli_dense_refine_round_trip(tmp_path, corpus_file, capsys):
     """--refine is saved with the index; --k-factor overrides it at query time."""
     import argparse
 
-    from shoulders.reader.retrieval.cli import add_index_parser
+    from shoulders.cli.index_cmd import add_parser
 
     parser = argparse.ArgumentParser()
-    add_index_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["index", "build", "--corpus", str(corpus_file), "--kind", "dense", "--out",
                               str(tmp_path / "d"), "--refine", "SQ8", "--k-factor", "2"])
     assert args.func(args) == 0

@@ -92,9 +92,9 @@ def zipf_corpus(n_docs: int, doc_len: int = 60, vocab: int = 50_000, seed: int =
 def bench_bm25(n_queries: int = 1000, repeats: int = 3, k: int = 10, data_path: str | None = None,
                synthetic_docs: int = 100_000) -> list[dict[str, Any]]:
     """SQuAD paragraphs (real text, small), then a larger Zipf corpus (fewer rank_bm25 queries)."""
+    from shoulders.experiments.squad import load_squad
     from shoulders.reader.retrieval import BM25Config, BM25Retriever
     from shoulders.reader.retrieval.base import passage_text
-    from shoulders.reader.squad import load_squad
 
     coll = load_squad(data_path)
     r = BM25Retriever(BM25Config(method="atire", idf_method="robertson"))

@@ -14,6 +14,9 @@ EXPERIMENTS = {
     "backbone-sweep": ("shoulders.experiments.backbone_sweep",
                        "pre-train toy backbone variants and score them (or --step-speed, --copy-plateau)"),
     "sweep": ("shoulders.experiments.sweep", "multi-task method variants (or --recursion variants): dev scores"),
+    "squad-rerank": ("shoulders.experiments.squad_rerank",
+                     "SQuAD retrieval with and without the trained re-ranker (as `index eval-squad --rerank`, "
+                     "with --threads)"),
     "recursion-standin": ("shoulders.experiments.recursion_standin",
                           "the stand-in 1-hop/2-hop world and two tiny backbones that "
                           "configs/*recursion*_tiny_cpu.yaml train on"),

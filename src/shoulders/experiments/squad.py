@@ -189,11 +189,3 @@ def recall_table(report: dict[str, Any]) -> str:
         cells = [f"{100 * r['answer_recall'][k]:.1f}" for k in ks] + [f"{100 * r['gold_recall'][k]:.1f}" for k in ks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def evaluate_reranker_on_squad(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Recall with and without the trained cross-encoder re-ranker: trained on the training
-    articles' questions, measured on the test articles' (`shoulders.reader.squad_rerank`)."""
-    from shoulders.reader.squad_rerank import evaluate_reranker_on_squad as evaluate
-
-    return evaluate(*args, **kwargs)

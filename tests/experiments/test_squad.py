@@ -1,6 +1,6 @@
 import pytest
 
-from shoulders.reader.squad import SYSTEMS, evaluate_retrievers_on_squad, load_squad, recall_table, resolve_squad_path
+from shoulders.experiments.squad import SYSTEMS, evaluate_retrievers_on_squad, load_squad, recall_table, resolve_squad_path
 
 try:
     resolve_squad_path()
@@ -27,7 +27,7 @@ def test_squad_as_open_domain_collection(squad):
 
 @needs_squad
 def test_article_split_is_disjoint_and_seeded(squad):
-    from shoulders.reader.squad import split_articles
+    from shoulders.experiments.squad import split_articles
 
     a, b = split_articles(squad, 0.5, seed=0), split_articles(squad, 0.5, seed=0)
     assert a == b and not (a.train_titles & a.test_titles)
@@ -59,7 +59,7 @@ def test_bm25_recall_on_a_slice():
 
 
 def test_rerank_settings_parse_weight_grid():
-    from shoulders.reader.squad_rerank import settings_from_pairs
+    from shoulders.experiments.squad_rerank import settings_from_pairs
 
     s = settings_from_pairs(["retriever_weights=[0, 0.5, 1]", "windows=[512]"])
     assert s.retriever_weights == (0, 0.5, 1) and s.windows == (512,)

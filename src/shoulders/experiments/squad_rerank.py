@@ -15,7 +15,7 @@ retriever's (see `interpolate` in `shoulders.reader.reranker`), the weight chose
 retriever on `dev_questions` further questions of the *training* articles (the mean of
 answer recall@1 and @5; ties go to the smaller weight), never on the test articles.
 
-    python -m shoulders.reader.squad_rerank --out runs/squad_rerank
+    shoulders experiment squad-rerank --out runs/squad_rerank
     shoulders index eval-squad --rerank --cache runs/squad_rerank
 """
 from __future__ import annotations
@@ -89,6 +89,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     """Train the re-ranker on training-article questions; report retrieval with and without it
     on test-article questions. Indexes and the trained re-ranker are kept under `out_dir`
     (`index/`, `reranker/`) and reused by a rerun; the report is written to `report.json`."""
+    from shoulders.experiments.squad import load_squad, split_articles
     from shoulders.modules.io import load_module, save_module
     from shoulders.reader.metrics import gold_recall_at_k, recall_at_k, recall_in_context
     from shoulders.reader.packing import PackingConfig, pack
@@ -96,7 +97,6 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     from shoulders.reader.reranker import interpolate
     from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
     from shoulders.reader.retrieval import HybridConfig, HybridRetriever, search_batched
-    from shoulders.reader.squad import load_squad, split_articles
     from shoulders.utils.fs import atomic_write_json
 
     s = settings or SquadRerankSettings()
@@ -236,7 +236,8 @@ def settings_from_pairs(pairs: list[str], **given: Any) -> SquadRerankSettings:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    p = argparse.ArgumentParser(description="SQuAD retrieval with and without the trained re-ranker")
+    p = argparse.ArgumentParser(prog="shoulders experiment squad-rerank",
+                                description="SQuAD retrieval with and without the trained re-ranker")
     p.add_argument("--data", help="squad-v1.1-dev.json (default: $SHOULDERS_DATA or ../shared/data)")
     p.add_argument("--out", default="runs/squad_rerank", help="indexes, re-ranker and report.json go here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a SquadRerankSettings field")
@@ -247,7 +248,3 @@ def main(argv: list[str] | None = None) -> int:
     print(rerank_table(report))
     print(json.dumps(report["timing"]))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
