@@ -17,6 +17,9 @@ EXPERIMENTS = {
     "squad-rerank": ("shoulders.experiments.squad_rerank",
                      "SQuAD retrieval with and without the trained re-ranker (as `index eval-squad --rerank`, "
                      "with --threads)"),
+    "toyworld-odqa": ("shoulders.experiments.toyworld_odqa",
+                      "write toyworld ODQA files (corpus, re-ranker and reader data) for configs/reranker_*.yaml "
+                      "and configs/reader_*.yaml"),
     "recursion-standin": ("shoulders.experiments.recursion_standin",
                           "the stand-in 1-hop/2-hop world and two tiny backbones that "
                           "configs/*recursion*_tiny_cpu.yaml train on"),

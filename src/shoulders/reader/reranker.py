@@ -45,12 +45,10 @@ from shoulders.modules.base import ModuleConfig, SoftModule
 from shoulders.modules.io import ModuleFormatError
 from shoulders.prompts.encoders import DEFAULT_ENCODER, resolve_encoder_path
 from shoulders.reader.corpus import Passage
-from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
 from shoulders.reader.retrieval.base import Hit, passage_text
 from shoulders.reader.retrieval.hybrid import fuse_minmax
 
-__all__ = ["RerankerConfig", "CrossEncoderReranker", "mine_negatives", "merge_negatives", "reranker_examples",
-           "train_reranker"]
+__all__ = ["RerankerConfig", "CrossEncoderReranker"]
 
 
 class RerankerConfig(ModuleConfig):
