@@ -127,6 +127,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from shoulders import __version__
+from shoulders._version import __version__
 from shoulders.errors import ShouldersError
 from shoulders.reader.corpus import load_passages
 from shoulders.reader.retrieval.base import Hit, Retriever
