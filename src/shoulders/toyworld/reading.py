@@ -41,7 +41,7 @@ class NamePools:
     brands: list[str]
 
 
-PROBE_POOL = 20  # invented stems per kind (last names, brands) in the probe's pool
+PROBE_POOL = 100  # invented stems per kind (last names, brands) in the probe's pool: a wide sample of unseen names
 
 
 def name_pools(world: World, purpose: str, size: int = 60) -> NamePools:
