@@ -49,7 +49,7 @@ class CorpusConfig:
     reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
     # Invented last names / brands the drills draw from. A small pool turns every name into
     # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
-    reading_names: int = 60
+    reading_names: int = 1000
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
