@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig
+
 GPT2_VOCAB = 50257
 SMOLLM_VOCAB = 49152
 TOY_VOCAB = 3072  # shoulders.toyworld.TokenizerConfig.vocab_size
@@ -47,11 +49,16 @@ class BackboneSpec:
                            **common)
 
 
+def _toy(m: ModelConfig) -> BackboneSpec:
+    """The shapes of a toyworld preset, read from it so the bench never keeps a stale copy."""
+    return BackboneSpec(m.name, "llama", m.hidden_size, m.num_layers, m.num_heads, TOY_VOCAB, m.intermediate_size,
+                        note=f"shapes of shoulders.toyworld {m.name.upper().replace('-', '_')}")
+
+
 SPECS: dict[str, BackboneSpec] = {s.name: s for s in (
     BackboneSpec("tiny", "llama", 32, 2, 4, 512, 64, 2, note="for tests: seconds per bench"),
     BackboneSpec("tiny-gpt2", "gpt2", 32, 2, 4, 512, note="for tests: seconds per bench"),
-    BackboneSpec("toy-small", "llama", 128, 4, 4, TOY_VOCAB, 512, note="shapes of shoulders.toyworld TOY_SMALL"),
-    BackboneSpec("toy-large", "llama", 192, 4, 6, TOY_VOCAB, 768, note="shapes of shoulders.toyworld TOY_LARGE"),
+    *(_toy(m) for m in (TOY_SMALL, TOY_LARGE)),
     BackboneSpec("gpt2-mini", "gpt2", 256, 4, 4, GPT2_VOCAB, note="4 layers of 256, GPT-2 vocabulary"),
     BackboneSpec("gpt2", "gpt2", 768, 12, 12, GPT2_VOCAB, note="shapes of gpt2 (124M)"),
     BackboneSpec("gpt2-medium", "gpt2", 1024, 24, 16, GPT2_VOCAB, note="shapes of gpt2-medium (355M)"),
