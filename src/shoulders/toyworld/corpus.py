@@ -166,7 +166,8 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     """The corpus as a list of documents (each later wrapped in bos ... eos)."""
     cfg = cfg or CorpusConfig()
     rng = random.Random(f"corpus-{world.seed}")
-    used = world_stems(world)
+    # Fiction drills invent names too: never the probe's, or the probe would not be unseen text.
+    used = world_stems(world) | reading.probe_stems(world)
     pools = reading.name_pools(world, "corpus", cfg.reading_names) if cfg.unseen_reading or cfg.copy_spans else None
     docs: list[str] = []
     for _ in range(cfg.n_passes):

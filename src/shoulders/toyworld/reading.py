@@ -62,6 +62,12 @@ def name_pools(world: World, purpose: str, size: int = 60) -> NamePools:
     return probe if purpose == "probe" else draw(size)
 
 
+def probe_stems(world: World) -> set[str]:
+    """Every stem of the probe's pool: names the corpus's other generators must not invent."""
+    p = name_pools(world, "probe")
+    return {s.lower() for s in p.firsts + p.lasts + p.places + p.countries + p.brands}
+
+
 def _subject(kind: str, world: World, pools: NamePools, rng: random.Random) -> str:
     if kind == "person":
         # Half the time a world person's first name: a familiar first name must not
