@@ -15,10 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "shoulders"
 LIBRARY = ("backbone", "modules", "prompts", "reader", "recursion", "serving", "train", "data")
 NOT_FOR_LIBRARY = ("toyworld", "experiments", "bench", "cli")
-# `python -m shoulders` is the one entry point beside the `shoulders` script. These two keep
-# theirs until the files' current rewrite lands (`shoulders experiment backbone-sweep` already
-# runs the sweep's main; `python -m shoulders.toyworld` has no sub-command yet).
-MAIN_BLOCK_PENDING = {"shoulders.experiments.backbone_sweep", "shoulders.toyworld.__main__"}
+# `python -m shoulders` is the one entry point beside the `shoulders` script (none pending).
+MAIN_BLOCK_PENDING: set[str] = set()
 
 
 class Import(NamedTuple):

@@ -1,6 +1,6 @@
 """Smoke test of the pre-training pipeline on a tiny world: 30 steps, tiny models.
 
-Real knowledge acquisition takes minutes and is checked by `python -m shoulders.toyworld`
+Real knowledge acquisition takes minutes and is checked by `shoulders experiment knowledge`
 (see the module docs for the figures), not here.
 """
 import json

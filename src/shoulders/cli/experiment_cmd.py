@@ -13,6 +13,8 @@ import importlib
 EXPERIMENTS = {
     "backbone-sweep": ("shoulders.experiments.backbone_sweep",
                        "pre-train toy backbone variants and score them (or --step-speed, --copy-plateau)"),
+    "knowledge": ("shoulders.experiments.knowledge",
+                  "pre-train (or reuse) the toy backbones and report their few-shot closed-book EM against chance"),
     "sweep": ("shoulders.experiments.sweep", "multi-task method variants (or --recursion variants): dev scores"),
     "squad-rerank": ("shoulders.experiments.squad_rerank",
                      "SQuAD retrieval with and without the trained re-ranker (as `index eval-squad --rerank`, "

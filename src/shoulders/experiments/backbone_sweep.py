@@ -1,7 +1,7 @@
 """Dev-material sweeps of the toy backbones' pre-training: how the embedded default's
 corpus and sizes were chosen (docs/backbones.md has the measured tables).
 
-`python -m shoulders.experiments.backbone_sweep --seed 0 --variant 'small:' --variant
+`shoulders experiment backbone-sweep --seed 0 --variant 'small:' --variant
 'large:hidden_size=256,lr=3e-3' --variant 'small:corpus.unseen_reading=0'` pre-trains each
 variant (into its own cache, so nothing the demo uses is touched) and reports, with no
 module training, what the frozen backbone can do:
@@ -149,7 +149,7 @@ def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m shoulders.experiments.backbone_sweep", description=__doc__,
+    ap = argparse.ArgumentParser(prog="shoulders experiment backbone-sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", default=[], help="preset:key=value,... (see above)")
     ap.add_argument("--step-speed", action="store_true", help="time fp32 vs bf16 pre-training steps instead")
@@ -191,6 +191,3 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

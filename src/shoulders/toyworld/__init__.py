@@ -9,7 +9,7 @@ really know the world's facts. Quick start:
     paths = ensure_backbones(seed=0)          # {"toy-small": Path, "toy-large": Path}
     data = load_world_data(seed=0)            # world, corpus, tasks, odqa, closedbook
 
-`python -m shoulders.toyworld [--quick]` does both and reports few-shot closed-book EM
+`shoulders experiment knowledge [--quick]` does both and reports few-shot closed-book EM
 against chance. One job per file: world (entities, facts), names, lexicon, relations
 (how facts are said and asked), genres (reviews, paragraphs, summaries), corpus,
 task_defs + tasks (the P3-style suite), closedbook, odqa (+ unseen), splits,

@@ -1,4 +1,4 @@
-"""`python -m shoulders.toyworld [--quick] [--seed N]`: build (or reuse) the backbones and
+"""`shoulders experiment knowledge [--quick] [--seed N]`: build (or reuse) the backbones and
 report what they know: few-shot closed-book EM per hop count against chance.
 
 This is the sanity check behind every demo number: a frozen toy backbone that does not
@@ -13,10 +13,17 @@ import time
 from shoulders.toyworld.bundle import ensure_backbones, load_world_data
 from shoulders.toyworld.closedbook import chance
 from shoulders.toyworld.fewshot import FewShotConfig, fewshot_eval
+from shoulders.utils.fs import atomic_write_json
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    knowledge_report(argv)
+    return 0
+
+
+def knowledge_report(argv: list[str] | None = None) -> dict:
+    """Parse `argv`, pre-train or reuse the backbones, print and return the report."""
+    ap = argparse.ArgumentParser(prog="shoulders experiment knowledge", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the small world and short pre-training")
     ap.add_argument("--cache-dir", default=None)
@@ -41,10 +48,5 @@ def main(argv: list[str] | None = None) -> dict:
                         **{g: round(v, 4) for g, v in res.by_group.items()}}
     print(json.dumps(report, indent=2))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+        atomic_write_json(args.out, report)
     return report
-
-
-if __name__ == "__main__":
-    main()
