@@ -44,59 +44,7 @@ class Budget:
 FULL = Budget()
 QUICK = Budget(steps=60, eval_every=30, eval_max_examples=12)  # a smoke run: the demo's --quick budget
 
-# Per-method hyper-parameters, each tuned on the *dev* split of the stand-in suite (8 prompted
-# tasks, 240 steps, seed 0; best dev average in brackets):
-#   prompt_tuning: lr 0.003 [44.8], 0.01 [52.5], 0.03 [49.8], 0.1 [48.0], 0.3 [49.0] with 16 vectors;
-#                  8 vectors [44.1] and 32 vectors [48.8-49.8] at lr 0.01-0.1.
-#   idpt:          lr 3e-4 [62.0], 1e-3 [65.9], 3e-3 [57.8], 1e-2 [46.9] with L=8; L=16 [66.6 at 1e-3];
-#                  an encoder prompt of 4 [62.7 at 1e-3, 59.5 at 3e-3] did not help at this budget and
-#                  doubles the step cost (a backward pass through the encoder, and no encoder cache).
-#   finetune:      lr 3e-4 [75.2], 1e-3 [75.9], 3e-3 [76.6] (within noise; 1e-3 is the safer choice).
-# Then re-checked on the toyworld mixture's *dev* split (frozen toy-small, world seed 0, the
-# 240-step budget; `shoulders experiment sweep`; best dev average, module seeds 0 / 1):
-#   prompt_tuning 16 vectors: 38.1 / 36.1; 32 vectors: 38.1 / -.
-#   idpt (L=16, lr 1e-3): 38.4 / 38.2; lr 3e-3: 37.7; L=32: 38.9; L=32 at 3e-3: 36.2;
-#        encoder prompt 8: 39.1; fixed prompt F=16 before p(x): 40.3 / 39.2 (chosen until the diagnosis below);
-#        F=16 at 3e-3: 37.1; F=16 with the fixed prompt at lr 0.01 (shared_lr): 37.8;
-#        p(x) = P + g(x) (shared_prompt) with P at lr 0.01: 37.7.
-#   Twice the budget (--steps 480, a second machine's backbones, module seed 0): prompt tuning best
-#   36.4 at step 120, then ~34.5; ID-PT best 39.2 at step 400, ~38 from step 120 on (240 steps on those
-#   backbones: 35.3 and 37.5). A longer budget widens the gap a little on dev; not adopted (one seed).
-#   480 steps on a third machine's backbones, module seeds 0 / 1 / 2: prompt tuning 36.0 / 36.4 /
-#   35.8 (mean 36.1), ID-PT 36.5 / 37.1 / 39.1 (mean 37.6, std 1.4): +1.5, ID-PT ahead on every
-#   seed but not by more than its std, as at 240 steps; not adopted.
-# Why ID-PT barely beat the shared prompt (diagnosis on this machine's backbones, dev, seed 0;
-# `--tasks` sweeps a sub-mixture; scripts' findings, not kept as commands):
-#   - The encoder knows the labels: a logistic probe on mean-pooled MiniLM features (300 training
-#     examples) reaches 88 / 100 / 100 / 98 on product_reviews / city_posts / news_topic /
-#     entity_type; both frozen methods stay near chance there (e.g. 52 / 64 / 42 / 10).
-#   - The frozen LM can be steered: one learned prompt per gold label (an oracle) gives 88 / 92 on
-#     the two sentiment tasks. So the generator, not the LM or the encoder, was the bottleneck.
-#   - On the sentiment pair alone the generator with a random output projection stayed at chance
-#     on its *training* examples (not memorisation: it could not learn), while p(x) = P + W f(x)
-#     (f the pooled sentence embedding, W zero-initialised) reached 64 / 92 dev, and
-#     shared_prompt (P + g(x), g's output projection zero-initialised) with g at lr 1e-3 and P at
-#     0.01 reached 66 / 86. A randomly initialised output projection feeds the LM input-dependent
-#     noise (generated vectors ~5x the embedding norm, varying ~70% across inputs but barely with
-#     the label), and a network lr of 1e-2 keeps it noisy.
-#   - Not it: a loss averaged per example instead of per token (ID-PT 35.2, prompt tuning 34.8);
-#     an RMSNorm on p(x) at lr 3e-3 / 1e-2 (35.9 / 34.8); each vector a softmax mix over a bank of
-#     4 / 8 vocabulary-initialised prompts (37.3 / 35.6); the sentiment pair at lr 1e-2: 67.
-#   - In the full mixture, classification stays near chance for every frozen setting within the
-#     budget (each task sees ~300-600 examples); ID-PT's gains are on generation tasks.
-#   shared_prompt, P at lr 0.01, no fixed prompt, 240 steps: 37.6 (prompt tuning 35.4); at 480 steps,
-#   module seeds 0 / 1 / 2: 38.5 / 39.9 / 38.0 (mean 38.8, std 1.0) against prompt tuning 36.0 /
-#   36.4 / 35.8 (mean 36.1, std 0.3): +2.7, more than either std. Adopted, with the 480-step budget
-#   for every method (prompt tuning peaks by step 280-480 and does not gain from more steps).
-# Re-checked on a fourth machine's backbones (480 steps, module seeds 0 / 1 / 2; the demo's own dev
-# curves): prompt tuning 36.4 / 36.4 / 37.2, ID-PT 37.5 / 37.4 / 38.2 (+1.0; test +1.4, equal to
-# ID-PT's std), with ID-PT's best dev at steps 320-480, still rising. The generator lr
-# (`--variant idpt:lr=2e-3`: 39.7 / 36.1 / 38.0; `idpt:lr=3e-3`: 37.4 / 39.2 / 39.1) is within the
-# seed spread. Twice the budget (`--steps 960`) for both: prompt tuning 36.9 / 36.7 / 37.4 (best at
-# steps 120-320: it has stopped learning), ID-PT 38.9 / 42.2 / 43.0 (best at steps 840-880): +4.4,
-# ID-PT ahead on every seed by 2.0 to 5.6. The full demo keeps 480 (its 30-minute budget on 2 cores;
-# 960 doubles the multitask section, to 49.5 min); `shoulders demo --multitask-steps 960` runs the
-# longer budget for every method (`run_multitask(budget=...)`), and docs/demo.md reports both.
+# Per-method hyper-parameters, tuned on dev splits only: docs/idpt.md, "How the demo's multitask settings were chosen".
 METHODS: dict[str, dict] = {
     "prompt_tuning": {"lr": 0.01, "module": {"num_virtual_tokens": 16, "init": "vocab"}},
     "idpt": {"lr": 1e-3, "module": {"prompt_length": 16, "encoder_prompt_length": 0, "max_encoder_tokens": 64,

@@ -51,22 +51,7 @@ class RecursionSettings:
     template: str = "Q: {input} A:"  # how a question is shown to the LM
     prompt_tokens: int = 8  # prompt1 (= the single-pass prompt) and prompt2 length
     single_steps: int = 400  # single-pass steps (best checkpoint on dev kept, so the step count is tuned too)
-    # Task-training steps of each recursion variant after its stage 1 (= the single pass), and
-    # neural recursion's lr: chosen on the closed-book *dev* split, world seed 0, module seed 0
-    # (`shoulders experiment sweep --recursion ...`; dev EM, single pass 63.2):
-    #   neural 200 steps / lr 0.01: 67.1 (2-hop 10.7); 400 / 0.01: 73.7 (39.3); 800 / 0.01: 76.3;
-    #   200 / 0.03: 72.4; 400 / 0.03: 77.6 (2-hop 42.9, 1-hop 97.9); connect=last 65.8; a 2-layer
-    #   Connector 71.1; 300 Connector pre-training steps 68.4.
-    #   textual 200 steps: 61.8; 400: 63.2; temperature 0.5: 61.8.
-    # Re-checked on a second machine's backbones (pre-training is not bit-identical across CPUs;
-    # same world seed 0, module seed 0; single pass 67.1, 1-hop 100.0): textual 63.2 (1-hop 95.8);
-    # include_greedy 63.2; cross_fit=2 64.5 (1-hop 97.9); both 64.5. Cross-fitting removes the
-    # mismatch of candidates sampled on the questions pass 1 was fitted to, yet pass 2 still
-    # answers worse than pass 1 alone. Neither is the default: +1 dev question is within noise.
-    # toy-large single pass on those backbones: lr_grid (0.3, 1.0) -> lr 1.0, 73.7 (2-hop 28.6);
-    # lr 0.1: 75.0; lr 0.1 for 1000 steps: 73.7.
-    # A third machine's backbones (module seed 0): single pass 64.5; textual 63.2 (2-hop 7.1 vs 10.7);
-    # pass 1's top candidate right on 59.8% of training / 64.5% of dev questions, any shown 70.6 / 69.7.
+    # Steps, lrs and variants chosen on the closed-book dev split: docs/recursion.md, "How the demo's recursion settings were chosen".
     steps: int = 400
     batch_size: int = 16
     lr_grid: tuple[float, ...] = (0.3, 1.0)  # single-pass learning rates tried on dev (first seed), per backbone
