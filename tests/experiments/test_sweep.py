@@ -46,3 +46,10 @@ def test_select_tasks_keeps_the_order_asked_and_refuses_unknown_names():
     assert [t.name for t in select_tasks(tasks, ["c", "a"])] == ["c", "a"]
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['z'\]; the mixture has \['a', 'b', 'c'\]"):
         select_tasks(tasks, ["a", "z"])
+
+
+def test_variant_values_may_be_json_lists_with_commas():
+    from shoulders.experiments.sweep import _pairs
+
+    got = list(_pairs("v", "corpus.reading_passages=[2,3],corpus.n_passes=40"))
+    assert got == [("corpus.reading_passages", [2, 3]), ("corpus.n_passes", 40)]

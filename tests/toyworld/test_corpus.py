@@ -45,3 +45,12 @@ def test_unseen_reading_docs_hold_several_items_few_shot_style():
     docs = build_corpus(w, CorpusConfig(n_passes=1, unseen_reading=30, reading_items_per_doc=(2, 2)))
     drills = [d for d in docs if d.startswith("Passage: ") and d.count("\nQ: ") == 2]
     assert len(drills) >= 30
+
+
+def test_reading_passages_sets_how_many_passages_each_drill_item_holds():
+    w = build_world(0, "tiny")
+    cfg = CorpusConfig(n_passes=1, unseen_reading=30, reading_items_per_doc=(1, 1), reading_passages=(3, 3),
+                       reading=0, fiction=0, multi_reading=0)
+    drills = [d for d in build_corpus(w, cfg) if d.startswith("Passage: ") and d.count("\nQ: ") == 1]
+    assert len(drills) == 30
+    assert all(d.count("Passage: ") == 3 for d in drills)

@@ -43,11 +43,24 @@ def parse_variant(text: str) -> tuple[str, dict, dict]:
 
 def _pairs(text: str, rest: str):
     """(key, value) of each `key=value` in `rest`; values are JSON, numbers or strings."""
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, _split_top(rest)):
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"variant {text!r}: {item!r} is not key=value")
         yield key, json.loads(value) if value[:1] in "[{\"" else _number(value)
+
+
+def _split_top(rest: str) -> list[str]:
+    """Split on commas outside brackets, so a JSON list value (`x=[2,3]`) stays whole."""
+    items, depth, cur = [], 0, ""
+    for ch in rest:
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return items + [cur]
 
 
 def _number(value: str):

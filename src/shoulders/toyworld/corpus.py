@@ -47,6 +47,9 @@ class CorpusConfig:
     unseen_reading: int = 150  # reader-format drill docs about invented subjects per pass (see reading.py)
     copy_spans: int = 40  # "List: ... / Again: ..." repeated-span docs per pass
     reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
+    # Passages per drill item (None = 1-3, as the reading probe shows them). Only items with
+    # 2+ passages need the subject matched; one-passage items need just the relation found.
+    reading_passages: tuple[int, int] | None = None
     # Invented last names / brands the drills draw from. A small pool turns every name into
     # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
     reading_names: int = 1000
@@ -155,7 +158,8 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
         f = rng.choice(facts)
         a, b = rng.sample(STATEMENTS[f.relation], 2)
         docs.append(f"{state(world, f, a)} In other words, {state(world, f, b)}")
-    docs += ["\n".join(reading.reading_item(world, pools, rng).render()
+    n_passages = tuple(cfg.reading_passages or (1, 3))
+    docs += ["\n".join(reading.reading_item(world, pools, rng, n_passages=n_passages).render()
                        for _ in range(rng.randint(*cfg.reading_items_per_doc))) for _ in range(cfg.unseen_reading)]
     docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
     rng.shuffle(docs)
