@@ -6,10 +6,15 @@ a batch of examples into a loss and a list of texts into generations, on a froze
 backbone passed in (never owned). `SoftPromptModule` covers every module whose job is
 to produce soft vectors placed before the input tokens (prompt tuning, ID-PT, readers);
 others (recursion, re-rankers) override `loss`/`generate` themselves.
+
+What a module type can do beyond the protocol is *declared* on its class
+(`capabilities = ModuleCapabilities(...)`): the server, the reader and recursion ask the
+class, never its type name.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -45,6 +50,28 @@ class ModuleConfig(StrictModel):
     text: TextFormat = Field(default_factory=TextFormat)
 
 
+@dataclass(frozen=True)
+class ModuleCapabilities:
+    """What a module type can do beyond the protocol, declared on its class; every flag
+    defaults to False, so a new type claims only what it has been written (and tested) for.
+
+    - `batchable`: its rows can join the server's mixed batch. The module is a
+      `SoftPromptModule` whose `prefix()` says everything that goes before an input (soft
+      vectors and/or per-layer KV prefixes), whose `encode_inputs` only tokenises (the
+      request handler runs it on the event loop) and which generates with the shared
+      `FrozenLM.generate`. Otherwise a request runs as its own job between decode steps.
+    - `reader_prompt`: it can be the learned prompt inside a reader (`prompt: {type: ...}`):
+      its `prefix()` reads only the question and `prefix_length()` is known from its config.
+    - `single_prompt`: its whole prefix is one learned [P, D] soft prompt, the same for every
+      input, returned by `single_prompt()`; another module may start from it (recursion's
+      `init_from` copies it into its pass-1 prompt).
+    """
+
+    batchable: bool = False
+    reader_prompt: bool = False
+    single_prompt: bool = False
+
+
 def _as_example(x: Example | str) -> Example:
     return x if isinstance(x, Example) else Example(input=x, target="")
 
@@ -54,6 +81,7 @@ class SoftModule(nn.Module):
 
     module_type: ClassVar[str]
     config_class: ClassVar[type[ModuleConfig]]
+    capabilities: ClassVar[ModuleCapabilities] = ModuleCapabilities()
 
     def __init__(self, config: ModuleConfig):
         super().__init__()
@@ -104,6 +132,11 @@ class SoftModule(nn.Module):
     def frozen_components(self) -> dict:
         """Names of frozen parts rebuilt at load time (recorded in module.json)."""
         return {}
+
+    def single_prompt(self) -> Tensor:
+        """The one [P, D] soft prompt this module puts before every input (only for types
+        whose capabilities declare `single_prompt`)."""
+        raise NotImplementedError(f"{self.module_type} has no single shared prompt")
 
     # The names PEFT and transformers users reach for; `save_module`/`load_module` do the work.
     def save_pretrained(self, directory: str | Path, backbone=None, *, extra: dict[str, Any] | None = None) -> Path:
@@ -168,8 +201,15 @@ class SoftPromptModule(SoftModule):
     """
 
     def prefix(self, backbone, examples: Sequence[Example]):
-        """Soft vectors per row: a shared [P, D], a [B, P, D] or a list of [p_i, D]."""
+        """What goes before each row's tokens: soft vectors (a shared [P, D], a [B, P, D] or
+        a list of [p_i, D]), or a `KVPrefix` of per-layer keys and values (see
+        `shoulders.backbone.layout`)."""
         raise NotImplementedError
+
+    def prefix_length(self) -> int | None:
+        """Context positions the prefix takes before every input (soft vectors plus KV
+        prefix positions), from the config; None when it depends on the input."""
+        return None
 
     def encode_inputs(self, backbone, examples: Sequence[Example]) -> list[list[int]]:
         fmt = self.config.text

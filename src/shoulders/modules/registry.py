@@ -29,3 +29,18 @@ def module_class(name: str):
         raise ValueError(f"unknown module type {name!r}: expected one of {sorted(MODULE_TYPES)}") from None
     mod, _, cls = target.partition(":")
     return getattr(importlib.import_module(mod), cls)
+
+
+def types_with(capability: str) -> list[str]:
+    """The registered type names whose class declares `capability` (importing each class;
+    one that fails to import is left out). For messages and look-ups, not hot paths."""
+    found = []
+    for name in MODULE_TYPES:
+        try:
+            cls = module_class(name)
+        except Exception:  # a plugin whose package is missing: it has no capabilities here
+            continue
+        caps = getattr(cls, "capabilities", None)
+        if caps is not None and getattr(caps, capability, False):
+            found.append(name)
+    return found

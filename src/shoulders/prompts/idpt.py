@@ -31,7 +31,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from shoulders.modules.base import ModuleConfig, SoftPromptModule
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule
 from shoulders.modules.io import ModuleFormatError
 from shoulders.prompts.cross_attention import PromptGenerator
 from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder, check_encoder
@@ -75,6 +75,7 @@ class IDPTConfig(ModuleConfig):
 class InputDependentPrompt(SoftPromptModule):
     module_type = "idpt"
     config_class = IDPTConfig
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True)
 
     def __init__(self, config: IDPTConfig, encoder: FrozenEncoder, lm_hidden: int, out_std: float = 1.0):
         super().__init__(config)
@@ -173,6 +174,9 @@ class InputDependentPrompt(SoftPromptModule):
             hidden = (hidden * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
             mask = mask[:, :1]
         return hidden, mask
+
+    def prefix_length(self) -> int:
+        return self.config.prompt_length + self.config.fixed_prompt_length
 
     def prefix(self, backbone, examples) -> Tensor:
         """[B, F+L, D]: the fixed prompt (if any) followed by the generated p(x)."""

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from shoulders.modules.base import ModuleConfig, SoftPromptModule, StrictModel
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule, StrictModel
 
 
 class PromptSpec(StrictModel):
@@ -40,6 +40,7 @@ class PromptTuningConfig(ModuleConfig, PromptSpec):
 class PromptTuning(SoftPromptModule):
     module_type = "prompt_tuning"
     config_class = PromptTuningConfig
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, single_prompt=True)
 
     def __init__(self, config: PromptTuningConfig, hidden_size: int):
         super().__init__(config)
@@ -58,6 +59,12 @@ class PromptTuning(SoftPromptModule):
 
     def prefix(self, backbone, examples):
         return self.prompt  # one [P, D] prompt shared by every row
+
+    def prefix_length(self) -> int:
+        return self.config.num_virtual_tokens
+
+    def single_prompt(self) -> torch.Tensor:
+        return self.prompt
 
 
 def embedding_std(weight: torch.Tensor, chunk_rows: int = 16384) -> float:

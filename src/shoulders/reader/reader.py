@@ -32,11 +32,9 @@ from pydantic import Field, field_validator
 from shoulders.backbone.generation import GenerationConfig
 from shoulders.data.examples import Example
 from shoulders.modules.base import ModuleConfig, SoftPromptModule, StrictModel
-from shoulders.modules.registry import module_class
+from shoulders.modules.registry import module_class, types_with
 from shoulders.reader import pipeline
 from shoulders.reader.packing import PackingConfig
-
-PROMPT_TYPES = ("prompt_tuning", "idpt")
 
 
 class ReaderPacking(StrictModel):
@@ -66,7 +64,8 @@ class ReaderConfig(ModuleConfig):
                           "{context} and {question}")
     packing: ReaderPacking = Field(default_factory=ReaderPacking)
     prompt: dict[str, Any] = Field(default_factory=lambda: {"type": "prompt_tuning", "num_virtual_tokens": 20},
-                                   description="the inner prompt module: type (prompt_tuning | idpt) and its fields")
+                                   description="the inner prompt module: type (any type whose capabilities declare "
+                                   "reader_prompt: prompt_tuning, idpt, prefix_tuning) and its fields")
     cache_size: int = Field(100_000, ge=0, description="packed contexts remembered per question (training reads "
                             "each question's context once)")
 
@@ -89,8 +88,12 @@ class ReaderConfig(ModuleConfig):
     @classmethod
     def _prompt(cls, v: dict[str, Any]) -> dict[str, Any]:
         kind = v.get("type", "prompt_tuning")
-        if kind not in PROMPT_TYPES:
-            raise ValueError(f"prompt.type {kind!r}: expected one of {PROMPT_TYPES}")
+        try:
+            usable = module_class(kind).capabilities.reader_prompt
+        except (ValueError, TypeError, AttributeError):  # not a registered module type
+            usable = False
+        if not usable:
+            raise ValueError(f"prompt.type {kind!r}: expected one of {tuple(types_with('reader_prompt'))}")
         inner = module_class(kind).config_class.model_validate({k: x for k, x in v.items() if k != "type"})
         return {"type": kind, **inner.model_dump(mode="json")}  # every default visible in module.json
 
@@ -98,10 +101,6 @@ class ReaderConfig(ModuleConfig):
         kind = self.prompt["type"]
         return kind, module_class(kind).config_class.model_validate({k: x for k, x in self.prompt.items()
                                                                     if k != "type"})
-
-
-def prefix_length(kind: str, cfg) -> int:
-    return cfg.num_virtual_tokens if kind == "prompt_tuning" else cfg.prompt_length + cfg.fixed_prompt_length
 
 
 class Reader(SoftPromptModule):
@@ -176,7 +175,7 @@ class Reader(SoftPromptModule):
 
     @property
     def prefix_tokens(self) -> int:
-        return prefix_length(*self.config.inner())
+        return self.prompt_module.prefix_length()
 
     def packing(self, backbone) -> PackingConfig:
         """The packer's budget for `backbone`: its window less the soft prompt and the template."""

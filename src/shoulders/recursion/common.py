@@ -39,8 +39,9 @@ class GateConfig(StrictModel):
 class TwoPassConfig(ModuleConfig):
     pass1: PromptSpec = Field(default_factory=PromptSpec, description="pass 1's prompt")
     pass2: PromptSpec = Field(default_factory=lambda: PromptSpec(seed=1), description="pass 2's prompt")
-    init_from: str | None = Field(None, description="saved module whose weights start this one: a prompt_tuning "
-                                  "module gives prompt1; a module of this type gives everything (used at build only)")
+    init_from: str | None = Field(None, description="saved module whose weights start this one: a module with one "
+                                  "shared prompt (prompt_tuning) gives prompt1; a module of this type gives "
+                                  "everything (used at build only)")
     pass2_copies_pass1: bool = Field(False, description="start prompt2 as a copy of prompt1 (after init_from), so "
                                      "pass 2 starts as the single pass; needs equal prompt lengths (build only)")
     gate: GateConfig = Field(default_factory=GateConfig, description="gated recursion at inference")
@@ -59,13 +60,14 @@ def as_example(x: Example | str) -> Example:
 
 
 def init_weights_from(module: nn.Module, path: str | Path, backbone) -> None:
-    """Copy weights of a saved module into `module` (prompt tuning -> prompt1; same type -> all)."""
+    """Copy weights of a saved module into `module`: a module of the same type gives every
+    weight; one whose capabilities declare a `single_prompt` (prompt tuning) gives prompt1."""
     from shoulders.modules.io import load_module
 
     saved = load_module(path, backbone)
     params = dict(module.named_parameters())
-    if saved.module_type == "prompt_tuning":
-        source = {"prompt1": saved.prompt}
+    if type(saved).capabilities.single_prompt:
+        source = {"prompt1": saved.single_prompt()}
     elif saved.module_type == getattr(module, "module_type", None):
         source = dict(saved.named_parameters())
     else:

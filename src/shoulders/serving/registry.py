@@ -33,17 +33,13 @@ def valid_name(name: str) -> bool:
 
 
 def is_batched(module) -> bool:
-    """True when the module's rows can join the mixed batch: it is a soft-prompt module
-    that keeps the shared generation (a module overriding `generate` has its own
-    inference logic, e.g. recursion, and runs as its own batch) and the shared input
-    encoding (tokenising only: the request handler runs it on the event loop, so a
-    module whose inputs need real work, a reader retrieving and re-ranking, runs as
-    its own job on the scheduler thread)."""
-    from shoulders.modules.base import SoftPromptModule
+    """True when the module's rows can join the mixed batch, as its class declares
+    (`capabilities.batchable`: a prefix per row, inputs that only need tokenising, the
+    shared generation). Any other module (recursion with its own inference, a reader that
+    retrieves and re-ranks) runs as its own job on the scheduler thread."""
+    from shoulders.modules.base import ModuleCapabilities
 
-    cls = type(module)
-    return (isinstance(module, SoftPromptModule) and cls.generate is SoftPromptModule.generate
-            and cls.encode_inputs is SoftPromptModule.encode_inputs)
+    return getattr(type(module), "capabilities", ModuleCapabilities()).batchable
 
 
 @dataclass
@@ -61,11 +57,12 @@ class Entry:
 def bare_backbone(backbone):
     """The backbone with no module (no prefix, no template), for an alias of the backbone:
     a `SoftPromptModule`, so its rows join the mixed batch like any other."""
-    from shoulders.modules.base import ModuleConfig, SoftPromptModule, TextFormat
+    from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule, TextFormat
 
     class BareBackbone(SoftPromptModule):
         module_type = "backbone"
         config_class = ModuleConfig
+        capabilities = ModuleCapabilities(batchable=True)
 
         def prefix(self, backbone, examples):
             return None
