@@ -74,3 +74,25 @@ def test_probe_names_split_apart_from_corpus_names_and_stay_put():
     assert len(big.lasts) == 300 and len(small.lasts) == 60
     stems = {s.lower() for s in probe.lasts + probe.brands + probe.places}
     assert not any(a in b or b in a for a in stems for b in {s.lower() for s in big.lasts + big.brands})
+
+
+def test_multi_question_drills_ask_each_subject_of_its_own_passage():
+    import random
+
+    from shoulders.toyworld import build_world
+    from shoulders.toyworld.reading import multi_question_drill, name_pools
+
+    world = build_world(0, "tiny")
+    pools, rng = name_pools(world, "corpus", 200), random.Random(0)
+    for _ in range(50):
+        lines = multi_question_drill(world, pools, rng, with_subjects=True).split("\n")
+        passages = [ln for ln in lines if ln.startswith("Passage: ")]
+        questions = [ln for ln in lines if ln.startswith("Q: ")]
+        assert 2 <= len(passages) <= 3 and 2 <= len(questions) <= len(passages)
+        assert lines == passages + questions
+        asked = [q.split("\t")[1] for q in questions]
+        assert len(set(asked)) == len(asked)  # each question about a different subject
+        for q, subject in zip(questions, asked):
+            answer = q.split("\t")[0].split(" A: ")[1]
+            own = [p for p in passages if subject in p]
+            assert len(own) == 1 and answer in own[0], (q, passages)

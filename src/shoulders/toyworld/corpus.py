@@ -50,6 +50,9 @@ class CorpusConfig:
     # Passages per drill item (None = 1-3, as the reading probe shows them). Only items with
     # 2+ passages need the subject matched; one-passage items need just the relation found.
     reading_passages: tuple[int, int] | None = None
+    # Multi-question drills per pass (None = 0): 2-3 passages, then a question about each of
+    # 2-3 of their subjects (reading.multi_question_drill); only the name tells which passage answers.
+    multi_question: int | None = None
     # Invented last names / brands the drills draw from. A small pool turns every name into
     # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
     reading_names: int = 1000
@@ -162,6 +165,7 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
     docs += ["\n".join(reading.reading_item(world, pools, rng, n_passages=n_passages).render()
                        for _ in range(rng.randint(*cfg.reading_items_per_doc))) for _ in range(cfg.unseen_reading)]
     docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
+    docs += [reading.multi_question_drill(world, pools, rng) for _ in range(cfg.multi_question or 0)]
     rng.shuffle(docs)
     return docs
 
@@ -172,7 +176,7 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     rng = random.Random(f"corpus-{world.seed}")
     # Fiction drills invent names too: never the probe's, or the probe would not be unseen text.
     used = world_stems(world) | reading.probe_stems(world)
-    pools = reading.name_pools(world, "corpus", cfg.reading_names) if cfg.unseen_reading or cfg.copy_spans else None
+    pools = reading.name_pools(world, "corpus", cfg.reading_names) if cfg.unseen_reading or cfg.copy_spans or cfg.multi_question else None
     docs: list[str] = []
     for _ in range(cfg.n_passes):
         docs += _one_pass(world, cfg, rng, used, pools)

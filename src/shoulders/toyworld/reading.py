@@ -153,6 +153,49 @@ def reading_item(world: World, pools: NamePools, rng: random.Random, n_passages:
     return ReadingItem([passages[i] for i in order], question, answer, asked)
 
 
+def multi_question_drill(world: World, pools: NamePools, rng: random.Random, n_passages: tuple[int, int] = (2, 3),
+                         n_questions: tuple[int, int] = (2, 3), with_subjects: bool = False) -> str:
+    """Passages about invented subjects of one kind, then several `Q: ... A: ...` lines, each
+    about a different passage's subject (multi-query associative recall in the reader's format).
+
+    Every passage states one shared relation, so the question's relation alone never tells
+    which passage answers: only the subject's name does. That matching is what the reader's
+    multi-passage windows need and what one-question drills teach slowly (one answer per
+    document); here each document gives one such answer per question. `with_subjects`
+    appends a tab and the asked subject to each question line (for tests).
+    """
+    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    relations = [r for r, (s, _) in RELATIONS.items() if s == kind]
+    shared = rng.choice(relations)
+    n = rng.randint(*n_passages)
+    subjects: list[str] = []
+    while len(subjects) < n:
+        s = _subject(kind, world, pools, rng)
+        if not any(s in t or t in s for t in subjects):
+            subjects.append(s)
+    passages, facts = [], []
+    for i, subj in enumerate(subjects):
+        others = [r for r in relations if r != shared]
+        rels = [shared] + rng.sample(others, min(len(others), rng.randint(0, 2)))
+        rng.shuffle(rels)
+        sents = []
+        for r in rels:
+            obj = _object(r, world, rng)
+            facts.append((i, r, obj))
+            sents.append(_say(rng.choice(STATEMENTS[r]), subj, obj))
+        passages.append(" ".join(sents))
+    order = list(range(n))
+    rng.shuffle(order)
+    lines = [f"Passage: {passages[k]}" for k in order]
+    for i in rng.sample(range(n), min(n, rng.randint(*n_questions))):
+        mine = [(r, o) for j, r, o in facts if j == i]
+        r, obj = next((f for f in mine if f[0] == shared)) if rng.random() < 0.7 else rng.choice(mine)
+        lines.append(f"Q: {rng.choice(QUESTIONS[r]).format(s=subjects[i])} A: {obj}")
+        if with_subjects:
+            lines[-1] += f"\t{subjects[i]}"
+    return "\n".join(lines)
+
+
 def copy_drill(world: World, pools: NamePools, rng: random.Random, length: tuple[int, int] = (6, 24)) -> str:
     """A random list of invented names and words, said twice: the repeat can only be copied.
     No world entity appears: a list naming both ends of a 2-hop chain would leak it."""
