@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shoulders.backbone import cache as kv
 from shoulders.backbone.fingerprint import backbone_info
 from shoulders.backbone.layout import Layout, Prefix, build_layout
 from shoulders.errors import BackboneError
@@ -231,7 +232,12 @@ class FrozenLM:
         return build_layout(self.embed, prefix, token_ids, dtype=self.dtype, device=self.device, pad_side=pad_side)
 
     def model_inputs(self, layout: Layout, cache=None) -> dict:
-        """Keyword arguments of the model's own forward for a layout (and a cache to fill)."""
+        """Keyword arguments of the model's own forward for a layout (and a cache to fill).
+
+        The backbone's one hook for KV prefixes: when rows of the layout carry one, the
+        cache (`cache`, which must be empty, or a new one) is pre-filled with them first."""
+        if layout.kv is not None:
+            cache = self.kv_prefix_cache(layout, cache)
         kwargs = {
             "inputs_embeds": layout.inputs_embeds,
             "attention_mask": layout.attention_mask,
@@ -241,6 +247,38 @@ class FrozenLM:
         if cache is not None:
             kwargs[self._cache_kw] = cache
         return kwargs
+
+    def kv_prefix_cache(self, layout: Layout, cache=None):
+        """A cache holding each row's KV prefix, left-padded with zeros to the longest (the
+        layout's attention mask hides the padding); gradients flow back to the prefixes."""
+        if torch.is_grad_enabled() and any(getattr(m, "gradient_checkpointing", False) and m.training
+                                           for m in self.model.modules()):
+            raise BackboneError("KV prefixes (prefix tuning) do not work with gradient checkpointing: transformers "
+                                "drops the cache inside checkpointed layers; set backbone.gradient_checkpointing "
+                                "to false")
+        cache = kv.new_cache(self) if cache is None else cache
+        rows, width = layout.kv, int(layout.kv_lengths.max())
+        given = [p for p in rows if p is not None]
+        shared = len(given) == len(rows) and all(p is given[0] for p in given)
+
+        def stack(layer_tensors) -> torch.Tensor:
+            first = layer_tensors(given[0])
+            if shared:
+                return first.to(self.device, self.dtype).expand(len(rows), -1, -1, -1)
+            out = first.new_zeros(len(rows), first.shape[1], width, first.shape[3], dtype=self.dtype,
+                                  device=self.device)
+            parts, where = [], []
+            for i, p in enumerate(rows):
+                if p is not None:
+                    parts.append(F.pad(layer_tensors(p).to(self.device, self.dtype),
+                                       [0, 0, width - p.length, 0]))  # left-pad: the prefix ends at the row
+                    where.append(i)
+            return out.index_copy(0, torch.tensor(where, device=self.device), torch.cat(parts))
+
+        n_layers = len(given[0].keys)
+        kv.fill(cache, [stack(lambda p, l=l: p.keys[l]) for l in range(n_layers)],
+                [stack(lambda p, l=l: p.values[l]) for l in range(n_layers)])
+        return cache
 
     def model_logits(self, pick: Callable[[Tensor], Tensor], **kwargs) -> tuple[Tensor, Tensor | None]:
         """(logits [N, V] in float32, head input [B, L, D]) from the model's own forward

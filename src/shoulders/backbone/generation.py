@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from shoulders.backbone import cache as kv
 from shoulders.backbone.layout import Prefix
 
 
@@ -70,15 +71,6 @@ def sample_next(logits: Tensor, cfg: GenerationConfig, generator: torch.Generato
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _new_cache(lm):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=lm.config)
-    except TypeError:  # older transformers
-        return DynamicCache()
-
-
 def _stop_at(text: str, stops: Sequence[str]) -> int | None:
     cut = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(cut) if cut else None
@@ -98,12 +90,12 @@ def generate(
         cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
     batch = len(input_ids)
     layout = lm.layout(prefix, input_ids, pad_side="left")
-    cache = _new_cache(lm)
+    cache = kv.new_cache(lm)
     logits = lm.last_logits(layout, cache)
     mask = layout.attention_mask
-    pos = layout.lengths.to(lm.device)  # next position id per row
+    pos = layout.next_positions.to(lm.device)  # next position id per row
     if cfg.n > 1:
-        cache.batch_repeat_interleave(cfg.n)
+        kv.repeat_rows(cache, cfg.n)
         logits = logits.repeat_interleave(cfg.n, 0)
         mask = mask.repeat_interleave(cfg.n, 0)
         pos = pos.repeat_interleave(cfg.n, 0)
@@ -140,7 +132,7 @@ def generate(
             break
         if len(keep) < len(live):
             idx = torch.tensor(keep, device=lm.device)
-            cache.batch_select_indices(idx)
+            kv.select_rows(cache, idx)
             # the head's outputs sit on the last shard's device when the backbone is sharded
             mask, pos, nxt = mask[idx], pos[idx], nxt[idx.to(nxt.device)]
             live = live[torch.tensor(keep)]

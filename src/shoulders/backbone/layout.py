@@ -5,6 +5,12 @@ ID-PT row beside a reader row), so the batch is built row by row and padded; pos
 ids count real positions only, so a row's numbers do not depend on its neighbours.
 Training pads on the right (targets sit at known offsets); generation pads on the left
 (every row's next token is at the last position).
+
+A row's prefix may also be a `KVPrefix`: per-layer keys and values (prefix tuning) that
+go into the attention cache before the row's positions instead of into its input
+embeddings. The attention mask then covers [KV prefix ; embeddings] (KV prefixes of
+different lengths are left-padded and masked), and the row's position ids start after
+its KV prefix, as if that many tokens had come first.
 """
 from __future__ import annotations
 
@@ -14,26 +20,77 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-Prefix = Tensor | Sequence[Tensor | None] | None
+@dataclass
+class KVPrefix:
+    """Per-layer key/value prefixes: `keys[l]` and `values[l]` are [B, H, P, d] (layer l's
+    key/value heads and head size; B = 1 shares them across rows), placed in the attention
+    cache before the row. `embeds` ([P_e, D] or [B, P_e, D], optional) are soft vectors
+    that come after them, first in the input embeddings."""
+
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+    embeds: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """KV positions (the embeds not counted)."""
+        return self.keys[0].shape[2]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    def rows(self, batch_size: int) -> list["KVPrefix"]:
+        """One single-row KVPrefix per row (the same object for every row when shared)."""
+        embeds = split_prefix(self.embeds, batch_size)
+        if self.batch_size == 1 and all(e is embeds[0] for e in embeds):
+            return [self] * batch_size
+        if self.batch_size not in (1, batch_size):
+            raise ValueError(f"KV prefix has batch size {self.batch_size}, the batch has {batch_size} rows")
+        pick = (lambda t, i: t) if self.batch_size == 1 else (lambda t, i: t[i:i + 1])
+        return [KVPrefix(tuple(pick(k, i) for k in self.keys), tuple(pick(v, i) for v in self.values), embeds[i])
+                for i in range(batch_size)]
+
+
+Prefix = Tensor | KVPrefix | Sequence[Tensor | KVPrefix | None] | None
 
 
 @dataclass
 class Layout:
     inputs_embeds: Tensor  # [B, L, D]
-    attention_mask: Tensor  # [B, L] 1 = real position
+    attention_mask: Tensor  # [B, K + L] 1 = real position (K: KV prefix columns, 0 without KV prefixes)
     position_ids: Tensor  # [B, L]
-    starts: Tensor  # [B] index of each row's first real position
-    lengths: Tensor  # [B] real positions per row (prefix + tokens)
-    prefix_lengths: Tensor  # [B]
+    starts: Tensor  # [B] index of each row's first real position in inputs_embeds
+    lengths: Tensor  # [B] real positions per row in inputs_embeds (soft vectors + tokens)
+    prefix_lengths: Tensor  # [B] soft vectors per row
+    kv: list[KVPrefix | None] | None = None  # per row, when any row has a KV prefix
+    kv_lengths: Tensor | None = None  # [B] KV prefix positions per row
+
+    @property
+    def next_positions(self) -> Tensor:
+        """[B] the position id of each row's next token."""
+        return self.lengths if self.kv_lengths is None else self.lengths + self.kv_lengths
 
 
-def split_prefix(prefix: Prefix, batch_size: int) -> list[Tensor | None]:
-    """Normalise a prefix argument to one [p_i, D] tensor (or None) per row.
+def prefix_length(row) -> int:
+    """Context positions one row's prefix takes (None, [p, D] soft vectors or a KVPrefix)."""
+    if row is None:
+        return 0
+    if isinstance(row, KVPrefix):
+        return row.length + (0 if row.embeds is None else row.embeds.shape[-2])
+    return row.shape[0]
 
-    Accepts None, a shared [P, D] tensor, a [B, P, D] tensor or a list of [p_i, D].
+
+def split_prefix(prefix: Prefix, batch_size: int) -> list[Tensor | KVPrefix | None]:
+    """Normalise a prefix argument to one [p_i, D] tensor, single-row KVPrefix or None per row.
+
+    Accepts None, a shared [P, D] tensor, a [B, P, D] tensor, a KVPrefix or a list of those
+    per row.
     """
     if prefix is None:
         return [None] * batch_size
+    if isinstance(prefix, KVPrefix):
+        return prefix.rows(batch_size)
     if isinstance(prefix, Tensor):
         if prefix.dim() == 2:
             return [prefix] * batch_size
@@ -87,6 +144,8 @@ def build_layout(
     if batch == 0:
         raise ValueError("empty batch")
     prefixes = split_prefix(prefix, batch)
+    if any(isinstance(p, KVPrefix) for p in prefixes):
+        return _with_kv(embed, prefixes, token_ids, dtype=dtype, device=device, pad_side=pad_side)
     n_tok = torch.tensor([len(t) for t in token_ids], dtype=torch.long)
     n_pre = torch.tensor([0 if p is None else p.shape[0] for p in prefixes], dtype=torch.long)
     lengths = n_tok + n_pre
@@ -132,4 +191,31 @@ def build_layout(
         starts=starts,
         lengths=lengths,
         prefix_lengths=n_pre,
+    )
+
+
+def _with_kv(embed, prefixes: list, token_ids, *, dtype, device, pad_side: str) -> Layout:
+    """The layout of the soft vectors and tokens, behind each row's KV prefix: mask columns
+    for the KV positions first (left-padded to the longest), positions shifted past them."""
+    kv = [p if isinstance(p, KVPrefix) else None for p in prefixes]
+    soft = [p.embeds if isinstance(p, KVPrefix) else p for p in prefixes]
+    kv_lengths = torch.tensor([0 if p is None else p.length for p in kv], dtype=torch.long)
+    if any(isinstance(s, Tensor) and s.dim() != 2 for s in soft):
+        raise ValueError("a row's soft vectors must be [P, D]")
+    inner = build_layout(embed, soft, token_ids, dtype=dtype, device=device, pad_side=pad_side)
+    width = int(kv_lengths.max())
+    cols = torch.arange(width).unsqueeze(0)
+    kv_mask = (cols >= (width - kv_lengths).unsqueeze(1)).long().to(device)
+    real = inner.attention_mask.bool()
+    # pads keep position 0, as without a KV prefix; real positions start after the KV prefix
+    position_ids = inner.position_ids + real.long() * kv_lengths.to(device).unsqueeze(1)
+    return Layout(
+        inputs_embeds=inner.inputs_embeds,
+        attention_mask=torch.cat([kv_mask, inner.attention_mask], dim=1),
+        position_ids=position_ids,
+        starts=inner.starts,
+        lengths=inner.lengths,
+        prefix_lengths=inner.prefix_lengths,
+        kv=kv,
+        kv_lengths=kv_lengths,
     )

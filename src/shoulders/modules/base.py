@@ -269,14 +269,14 @@ def fit_to_window(backbone, prefix, ids: list[list[int]], reserve: int | Sequenc
     The end of an input (the question, the template's cue) matters most to a causal LM.
     A prefix that leaves no room at all is a configuration error, reported as such.
     """
-    from shoulders.backbone.layout import split_prefix
+    from shoulders.backbone.layout import prefix_length, split_prefix
 
     window = backbone.max_context
     rows = split_prefix(prefix, len(ids))
     reserves = [reserve] * len(ids) if isinstance(reserve, int) else list(reserve)
     out = []
     for p, t, r in zip(rows, ids, reserves):
-        n_pre = 0 if p is None else p.shape[0]
+        n_pre = prefix_length(p)
         room = window - n_pre - r
         if room < 1:
             from shoulders.errors import WindowError

@@ -20,10 +20,11 @@ import time
 
 import torch
 
-from shoulders.backbone.layout import split_prefix
+from shoulders.backbone.cache import is_mergeable as cache_is_mergeable, new_cache
+from shoulders.backbone.layout import prefix_length, split_prefix
 from shoulders.data.examples import Example
 from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError, stop_at, streamable_prefix
-from shoulders.serving.kvbatch import DecodeBatch, cache_is_mergeable, new_cache
+from shoulders.serving.kvbatch import DecodeBatch
 from shoulders.serving.sampling import make_generator, sample_rows
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class Engine:
                 examples = [Example(input=p, target="") for p in job.prompts]
                 per_row = split_prefix(job.module.prefix(self.lm, examples), len(examples))
                 for p, (pre, tok) in enumerate(zip(per_row, job.token_ids)):
-                    used = (0 if pre is None else pre.shape[0]) + len(tok)
+                    used = prefix_length(pre) + len(tok)
                     if used == 0:
                         raise ServingError(400, f"prompt {p} is empty and {job.model} adds no prefix: "
                                                 "nothing to continue", code="empty_prompt")

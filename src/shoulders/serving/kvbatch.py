@@ -24,23 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def new_cache(lm):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=lm.config)
-    except TypeError:  # older transformers
-        return DynamicCache()
-
-
-def cache_is_mergeable(cache) -> bool:
-    """Only plain full-attention layers can be padded and concatenated; a sliding-window or
-    linear-attention layer keeps state that left padding would corrupt."""
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", None)
-    return layers is not None and all(type(layer) is DynamicLayer for layer in layers)
+from shoulders.backbone import cache as kv
+from shoulders.backbone.cache import is_mergeable as cache_is_mergeable, new_cache
 
 
 class DecodeBatch:
@@ -66,7 +51,7 @@ class DecodeBatch:
         (the `n` samples of one prompt share one prefill: the cache is copied, not recomputed)."""
         layout = lm.layout(list(prefixes), token_ids, pad_side="left")
         cache = new_cache(lm)
-        batch = cls(lm, cache, layout.attention_mask, layout.lengths.to(lm.device), lm.last_logits(layout, cache))
+        batch = cls(lm, cache, layout.attention_mask, layout.next_positions.to(lm.device), lm.last_logits(layout, cache))
         if repeats and any(r != 1 for r in repeats):
             idx = torch.repeat_interleave(torch.arange(len(repeats)), torch.tensor(list(repeats)))
             batch.select(idx.tolist(), trim=False)
@@ -79,33 +64,23 @@ class DecodeBatch:
     def mergeable(self) -> bool:
         return cache_is_mergeable(self.cache)
 
-    def _layers(self):
-        return [layer for layer in self.cache.layers if getattr(layer, "keys", None) is not None and layer.keys.numel()]
-
     def merge(self, other: "DecodeBatch") -> None:
         """Append `other`'s rows after this batch's rows."""
         t_self, t_other = self.mask.shape[1], other.mask.shape[1]
         total = max(t_self, t_other)
 
-        def pad(x: Tensor, t: int, dim_from_end: int) -> Tensor:
-            if t == total:
-                return x
-            # F.pad counts dims from the end: (last_lo, last_hi, 2nd_last_lo, 2nd_last_hi, ...)
-            spec = [0, 0] * (dim_from_end - 1) + [total - t, 0]
-            return F.pad(x, spec)
+        def pad(mask: Tensor, t: int) -> Tensor:  # on the left, to `total` columns
+            return mask if t == total else F.pad(mask, [total - t, 0])
 
-        for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            for attr in ("keys", "values"):
-                a, b = getattr(mine, attr), getattr(theirs, attr)
-                setattr(mine, attr, torch.cat([pad(a, t_self, 2), pad(b, t_other, 2)], dim=0))
-        self.mask = torch.cat([pad(self.mask, t_self, 1), pad(other.mask, t_other, 1)], dim=0)
+        kv.concat_rows(self.cache, other.cache, t_self, t_other)
+        self.mask = torch.cat([pad(self.mask, t_self), pad(other.mask, t_other)], dim=0)
         self.pos = torch.cat([self.pos, other.pos])
         self.logits = torch.cat([self.logits, other.logits])
 
     def select(self, keep: Sequence[int], *, trim: bool = True) -> None:
         """Keep rows `keep` (in that order; an index may repeat) and drop the rest."""
         idx = torch.tensor(list(keep), dtype=torch.long, device=self.mask.device)
-        self.cache.batch_select_indices(idx)
+        kv.select_rows(self.cache, idx)
         self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx.to(self.logits.device)]
         if trim and len(keep):
             self._trim()
@@ -117,9 +92,7 @@ class DecodeBatch:
         if first == 0:
             return
         self.mask = self.mask[:, first:]
-        for layer in self._layers():
-            layer.keys = layer.keys[:, :, first:]
-            layer.values = layer.values[:, :, first:]
+        kv.drop_leading(self.cache, first)
 
     @torch.no_grad()
     def step(self, tokens: Tensor) -> None:
