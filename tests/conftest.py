@@ -38,3 +38,12 @@ def lm(tiny_dir):
     from shoulders.backbone import FrozenLM
 
     return FrozenLM.from_pretrained(tiny_dir, dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def skill_gpt2(tmp_path_factory):
+    """A tiny GPT-2 that has learnt a skill behind a mode word (tests.helpers.skill_corpus):
+    the learning tests of several module types share it (pre-training it is the slow part)."""
+    from tests.helpers import pretrain_tiny_backbone
+
+    return pretrain_tiny_backbone(tmp_path_factory.mktemp("skill") / "gpt2", "gpt2")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "shoulders"
-LIBRARY = ("backbone", "modules", "prompts", "reader", "recursion", "serving", "train", "data")
+LIBRARY = ("backbone", "modules", "prompts", "prefix_tuning", "reader", "recursion", "serving", "train", "data")
 NOT_FOR_LIBRARY = ("toyworld", "experiments", "bench", "cli")
 # `python -m shoulders` is the one entry point beside the `shoulders` script (none pending).
 MAIN_BLOCK_PENDING: set[str] = set()

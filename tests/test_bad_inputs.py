@@ -353,7 +353,10 @@ for _id, _what, _text, _pattern in [
     ("config-unknown-metric", "YAML: `metric: bleu`", CONFIG_HEAD + "tasks: [{name: a, metric: bleu}]\n",
      r"^c\.yaml: key 'tasks\.0\.metric': Input should be 'exact_match', .* \(got 'bleu'\)$"),
     ("config-not-utf8", "YAML: latin-1 bytes on line 3", CONFIG_HEAD.encode() + "# café\n".encode("latin-1"),
-     r"^c\.yaml:3: not valid UTF-8; re-encode the file as UTF-8$"),
+     r"^c\.yaml:3: not valid UTF-8; re-encode the file as UTF-8$"),    ("config-prefix-projection-init", "YAML: `method: prefix_tuning`, `module: {projection: true}` (init left at vocab)",
+     "method: prefix_tuning\nbackbone: {name_or_path: x}\nmodule: {projection: true}\n",
+     r"^c\.yaml: key 'module': projection: true starts from PEFT's random initialisation; set init: random "
+     r"\(got init: vocab\)$"),
 ]:
     row(_id, CFG, _what)(config_row(_text, _pattern))
 
@@ -399,6 +402,10 @@ row("config-task-without-train-file", TRAINER, "a task with only a `dev` file")(
     tasks=[{"name": "a", "dev": "tr.jsonl"}]))
 row("config-task-file-missing", TRAINER, "a task whose `train` file does not exist")(trainer_row(
     DataError, r"^missing\.jsonl: no such file$", tasks=[{"name": "a", "train": "missing.jsonl"}]))
+row("config-prefix-tuning-gradient-checkpointing", TRAINER,
+    "`method: prefix_tuning` with `backbone.gradient_checkpointing: true`")(trainer_row(
+        BackboneError, r"^prefix_tuning modules do not work with gradient checkpointing: transformers drops the cache",
+        method="prefix_tuning", backbone__gradient_checkpointing=True))
 
 
 @row("config-output-dir-is-a-module", TRAINER, "`output_dir` a directory that `save_module` filled")
@@ -709,6 +716,27 @@ def _(w, tmp):
 def _(w, tmp):
     return Cli(["import-peft", "peft", "back", "--template", "Review:"],
                r"^shoulders import-peft: error: --template 'Review:': must contain \{input\}, where each input goes$")
+
+
+@row("cli-import-peft-unknown-type", "CLI shoulders import-peft", "an adapter whose `peft_type` is `LORA`")
+def _(w, tmp):
+    put(tmp / "peft" / "adapter_config.json", json.dumps({"peft_type": "LORA"}))
+    return Cli(["import-peft", "peft", "back", "--backbone", str(w.backbone)],
+               r"^shoulders import-peft: error: peft/adapter_config\.json: peft_type is 'LORA', expected one of "
+               r"\['PREFIX_TUNING', 'PROMPT_TUNING'\]$")
+
+
+@row("cli-import-peft-prefix-wrong-width", "CLI shoulders import-peft",
+     "a `PREFIX_TUNING` adapter whose `prompt_embeddings` are [4, 10] (the backbone needs [P, 128])")
+def _(w, tmp):
+    import torch
+    from safetensors.torch import save_file
+
+    put(tmp / "peft" / "adapter_config.json", json.dumps({"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4}))
+    save_file({"prompt_embeddings": torch.zeros(4, 10)}, str(tmp / "peft" / "adapter_model.safetensors"))
+    return Cli(["import-peft", "peft", "back", "--backbone", str(w.backbone)],
+               r"^shoulders import-peft: error: peft/adapter_model\.safetensors: prompt_embeddings has shape "
+               r"\(4, 10\), the backbone needs \[num_virtual_tokens, 128\] \(2 layers x 2 x 4 heads x 8\)$")
 
 
 @row("cli-info-verify-tampered", "CLI shoulders info --verify", "`shoulders info m --verify` on modified weights")

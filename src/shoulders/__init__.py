@@ -22,6 +22,8 @@ from shoulders.prompts import PromptTuning, PromptTuningConfig
 _LAZY = {  # name -> module that defines it
     "InputDependentPrompt": "shoulders.prompts.idpt",
     "IDPTConfig": "shoulders.prompts.idpt",
+    "PrefixTuning": "shoulders.prefix_tuning.model",
+    "PrefixTuningConfig": "shoulders.prefix_tuning.model",
     "Reader": "shoulders.reader.reader",
     "ReaderConfig": "shoulders.reader.reader",
     "CrossEncoderReranker": "shoulders.reader.reranker",
@@ -36,6 +38,7 @@ _LAZY = {  # name -> module that defines it
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports on first use
     from shoulders.modules.finetune import FinetuneConfig, FullFinetune
+    from shoulders.prefix_tuning.model import PrefixTuning, PrefixTuningConfig
     from shoulders.prompts.idpt import IDPTConfig, InputDependentPrompt
     from shoulders.reader.reader import Reader, ReaderConfig
     from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig

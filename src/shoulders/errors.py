@@ -50,7 +50,7 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
     Given the validated `model` class, an unknown key close to a real one gets a "did you mean"."""
     lines = []
     for e in err.errors():
-        key = prefix + ".".join(str(p) for p in e["loc"])
+        key = (prefix + ".".join(str(p) for p in e["loc"])).rstrip(".")  # a whole section's check: 'module', not 'module.'
         if e["type"] == "extra_forbidden":
             hint = _did_you_mean(model, tuple(e["loc"]), prefix) if model is not None and e["loc"] else ""
             lines.append(f"unknown key {key!r}{hint}")

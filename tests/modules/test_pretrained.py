@@ -41,6 +41,8 @@ BUILDERS = {  # module type -> fn(backbone, tmp) -> a fresh module of that type
     "prompt_tuning": lambda lm, tmp: shoulders.PromptTuning.build(
         shoulders.PromptTuningConfig(num_virtual_tokens=3, init="random", seed=1), lm),
     "idpt": _idpt,
+    "prefix_tuning": lambda lm, tmp: shoulders.PrefixTuning.build(
+        shoulders.PrefixTuningConfig(num_virtual_tokens=3, init="random", seed=1), lm),
     "reranker": _reranker,
     "reader": lambda lm, tmp: shoulders.Reader.build(shoulders.ReaderConfig(
         prompt={"type": "prompt_tuning", "num_virtual_tokens": 3}), lm),

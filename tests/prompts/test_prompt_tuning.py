@@ -50,13 +50,13 @@ def test_peft_export_gives_same_logits(lm, tmp_path):
     assert torch.equal(back.prompt, module.prompt)
 
 
-def test_prompt_tuning_learns(tiny_dirs, tmp_path_factory):
+def test_prompt_tuning_learns(skill_gpt2, tmp_path_factory):
     """On a tiny LM that knows a skill only behind a mode word, a learned prompt unlocks it."""
     from shoulders.backbone import FrozenLM
     from shoulders.train import Trainer, evaluate, load_config
-    from tests.helpers import mode_task, pretrain_tiny_backbone
+    from tests.helpers import mode_task
 
-    path = pretrain_tiny_backbone(tmp_path_factory.mktemp("skill") / "gpt2", "gpt2")
+    path = skill_gpt2
     lm = FrozenLM.from_pretrained(path, dtype="float32", device="cpu")
     task = mode_task()
     out = tmp_path_factory.mktemp("run")

@@ -41,6 +41,15 @@ def _idpt(lm, i: int, assets: Path):
     return InputDependentPrompt.build(IDPTConfig(encoder=str(encoder)), lm)
 
 
+def _prefix_tuning(lm, i: int, assets: Path):
+    """Per-layer KV prefixes of different lengths (and both initialisations), so rows with
+    KV prefixes, soft vectors and neither share batches."""
+    from shoulders.prefix_tuning import PrefixTuning, PrefixTuningConfig
+
+    return PrefixTuning.build(PrefixTuningConfig(num_virtual_tokens=1 + 3 * i, init="random" if i % 2 else "vocab",
+                                                 seed=i), lm)
+
+
 def _recursion(kind: str):
     def build(lm, i: int, assets: Path):
         from shoulders.recursion import NeuralRecursion, NeuralRecursionConfig, TextualRecursion, \
@@ -56,11 +65,13 @@ def _recursion(kind: str):
     return build
 
 
-# Every kind here is saved, served and checked by the parametrised tests. Soft-prompt kinds
-# join the mixed batch; recursion kinds run as their own batch; add reader kinds as they land.
+# Every kind here is saved, served and checked by the parametrised tests. Soft-prompt and
+# prefix-tuning kinds join the mixed batch; recursion kinds run as their own batch; add reader
+# kinds as they land.
 MODULE_KINDS = {"prompt_tuning": _prompt_tuning}
 if importlib.util.find_spec("shoulders.prompts.idpt") is not None:
     MODULE_KINDS["idpt"] = _idpt
+MODULE_KINDS["prefix_tuning"] = _prefix_tuning
 if importlib.util.find_spec("shoulders.recursion.textual") is not None:
     MODULE_KINDS["textual_recursion"] = _recursion("textual_recursion")
     MODULE_KINDS["neural_recursion"] = _recursion("neural_recursion")

@@ -112,6 +112,24 @@ def test_mixed_batch_identical_to_alone(server, local_modules, backbone):
             assert got["choices"][0]["text"] == ref[0][0].text
 
 
+def test_prefix_tuning_shares_batches_with_prompt_tuning_and_idpt(server, local_modules, backbone):
+    """Rows with per-layer KV prefixes (prefix tuning) beside rows with soft vectors of
+    other lengths (prompt tuning, ID-PT): every greedy answer equals the request alone."""
+    names = [f"{kind}-{i}" for i in range(PER_KIND) for kind in ("prefix_tuning", "prompt_tuning", "idpt")]
+    prompts = ["the cat", "a dog was born in paris and", "red", "who is the actor of this film"]
+    reqs = [dict(model=name, prompt=prompts[i % len(prompts)], max_tokens=3 + 2 * (i % 4), temperature=0,
+                 ignore_eos=True) for i, name in enumerate(names * 2)]
+    before = _batch_rows(server)
+    with ThreadPoolExecutor(len(reqs)) as pool:
+        together = list(pool.map(lambda b: complete(server, **b), reqs))
+    after = _batch_rows(server)
+    assert (after[0] - before[0]) / (after[1] - before[1]) > 1.0, "never batched"
+    for body, got in zip(reqs, together):
+        alone = complete(server, **body)
+        assert got["choices"][0]["text"] == alone["choices"][0]["text"], body
+        assert got["usage"]["completion_tokens"] == body["max_tokens"]
+
+
 def _batch_rows(server) -> tuple[float, float]:
     """(sum, count) of the rows-per-decode-step histogram."""
     text = httpx.get(server.url + "/metrics").text

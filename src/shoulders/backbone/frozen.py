@@ -248,14 +248,18 @@ class FrozenLM:
             kwargs[self._cache_kw] = cache
         return kwargs
 
+    def refuse_checkpointing(self, what: str) -> None:
+        """Raise BackboneError when gradient checkpointing is on: transformers drops the cache
+        inside checkpointed layers, and with it any KV prefix."""
+        if any(getattr(m, "gradient_checkpointing", False) and m.training for m in self.model.modules()):
+            raise BackboneError(f"{what} do not work with gradient checkpointing: transformers drops the cache "
+                                "inside checkpointed layers; set backbone.gradient_checkpointing to false")
+
     def kv_prefix_cache(self, layout: Layout, cache=None):
         """A cache holding each row's KV prefix, left-padded with zeros to the longest (the
         layout's attention mask hides the padding); gradients flow back to the prefixes."""
-        if torch.is_grad_enabled() and any(getattr(m, "gradient_checkpointing", False) and m.training
-                                           for m in self.model.modules()):
-            raise BackboneError("KV prefixes (prefix tuning) do not work with gradient checkpointing: transformers "
-                                "drops the cache inside checkpointed layers; set backbone.gradient_checkpointing "
-                                "to false")
+        if torch.is_grad_enabled():
+            self.refuse_checkpointing("KV prefixes (prefix tuning)")
         cache = kv.new_cache(self) if cache is None else cache
         rows, width = layout.kv, int(layout.kv_lengths.max())
         given = [p for p in rows if p is not None]

@@ -65,11 +65,14 @@ class ModuleCapabilities:
     - `single_prompt`: its whole prefix is one learned [P, D] soft prompt, the same for every
       input, returned by `single_prompt()`; another module may start from it (recursion's
       `init_from` copies it into its pass-1 prompt).
+    - `peft_type`: the PEFT adapter type it exports to and imports from (`PROMPT_TUNING`,
+      `PREFIX_TUNING`), through its `export_peft` / `import_peft`; None = no PEFT interchange.
     """
 
     batchable: bool = False
     reader_prompt: bool = False
     single_prompt: bool = False
+    peft_type: str | None = None
 
 
 def _as_example(x: Example | str) -> Example:
@@ -132,6 +135,15 @@ class SoftModule(nn.Module):
     def frozen_components(self) -> dict:
         """Names of frozen parts rebuilt at load time (recorded in module.json)."""
         return {}
+
+    def export_peft(self, backbone, out_dir: str | Path) -> Path:
+        """Write the module as a PEFT adapter directory (types with `capabilities.peft_type`)."""
+        raise NotImplementedError(f"{self.module_type} does not export to PEFT")
+
+    @classmethod
+    def import_peft(cls, adapter_dir: str | Path, backbone, **config) -> "SoftModule":
+        """A module read from a PEFT adapter directory of the type's `capabilities.peft_type`."""
+        raise NotImplementedError(f"{cls.__name__} does not import PEFT adapters")
 
     def single_prompt(self) -> Tensor:
         """The one [P, D] soft prompt this module puts before every input (only for types

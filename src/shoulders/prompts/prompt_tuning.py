@@ -40,7 +40,7 @@ class PromptTuningConfig(ModuleConfig, PromptSpec):
 class PromptTuning(SoftPromptModule):
     module_type = "prompt_tuning"
     config_class = PromptTuningConfig
-    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, single_prompt=True)
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, single_prompt=True, peft_type="PROMPT_TUNING")
 
     def __init__(self, config: PromptTuningConfig, hidden_size: int):
         super().__init__(config)
@@ -65,6 +65,17 @@ class PromptTuning(SoftPromptModule):
 
     def single_prompt(self) -> torch.Tensor:
         return self.prompt
+
+    def export_peft(self, backbone, out_dir):
+        from shoulders.prompts.peft_io import export_peft
+
+        return export_peft(self, backbone, out_dir)
+
+    @classmethod
+    def import_peft(cls, adapter_dir, backbone, **config) -> "PromptTuning":
+        from shoulders.prompts.peft_io import import_peft
+
+        return import_peft(adapter_dir, backbone, **config)
 
 
 def embedding_std(weight: torch.Tensor, chunk_rows: int = 16384) -> float:

@@ -74,7 +74,7 @@ class LoopConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    method: str = Field(..., description="module type: prompt_tuning | idpt | reranker | reader | textual_recursion | neural_recursion | finetune")
+    method: str = Field(..., description="module type: prompt_tuning | idpt | prefix_tuning | reranker | reader | textual_recursion | neural_recursion | finetune")
     backbone: BackboneConfig
     module: dict[str, Any] = Field(default_factory=dict, description="the method's own config (validated by it)")
     tasks: list[TaskConfig] = Field(default_factory=list)

@@ -1,0 +1,51 @@
+"""PEFT interchange for any module type that declares it (`capabilities.peft_type`).
+
+`export_peft` writes a module as the PEFT adapter of its type; `import_peft` reads an
+adapter's `peft_type` and hands it to the registered type that declares the same one.
+The formats themselves live with each method (`prompts/peft_io.py`, `prefix_tuning/peft_io.py`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shoulders.errors import ShouldersError
+from shoulders.modules.registry import module_class, types_with
+
+
+class PeftError(ShouldersError):
+    """An adapter or module that cannot go through PEFT interchange."""
+
+
+def _by_peft_type() -> dict[str, str]:
+    return {module_class(name).capabilities.peft_type: name for name in types_with("peft_type")}
+
+
+def export_peft(module, backbone, out_dir: str | Path) -> Path:
+    """Write `module` as a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)."""
+    if not type(module).capabilities.peft_type:
+        raise PeftError(f"{module.module_type} modules do not export to PEFT (the types that do: "
+                        f"{', '.join(sorted(_by_peft_type().values()))})")
+    return module.export_peft(backbone, out_dir)
+
+
+def import_peft(adapter_dir: str | Path, backbone, **config):
+    """A module read from a PEFT adapter directory, of the type that declares its peft_type."""
+    cfg_file = Path(adapter_dir) / "adapter_config.json"
+    if not cfg_file.is_file():
+        raise PeftError(f"{cfg_file}: missing (not a PEFT adapter directory)")
+    try:
+        peft_type = json.loads(cfg_file.read_text()).get("peft_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise PeftError(f"{cfg_file}: not a JSON object ({e})") from None
+    types = _by_peft_type()
+    if peft_type not in types:
+        raise PeftError(f"{cfg_file}: peft_type is {peft_type!r}, expected one of {sorted(types)}")
+    from pydantic import ValidationError
+
+    try:
+        return module_class(types[peft_type]).import_peft(adapter_dir, backbone, **config)
+    except ValueError as e:  # the format's own checks: a missing file, a shape the backbone cannot take
+        if isinstance(e, (ShouldersError, ValidationError)):
+            raise
+        raise PeftError(str(e)) from None

@@ -1,0 +1,151 @@
+"""Prefix tuning: P learned key/value positions in every attention layer of the frozen LM.
+
+Prompt tuning learns P input vectors; prefix tuning learns, for every layer, the keys and
+values that P positions before the input would have had (Li & Liang 2021), so it steers
+every layer directly. The learned tensor has PEFT's `PREFIX_TUNING` layout,
+[P, num_layers * 2 * kv_width] (kv_width = key/value heads x head size; for each layer its
+keys, then its values), so a module exports to and imports from PEFT without conversion.
+With `projection` (PEFT's `prefix_projection`, Li & Liang's reparameterisation), a
+[P, kv_width] embedding goes through a two-layer tanh MLP that writes that tensor.
+
+The backbone receives the prefix as a `KVPrefix` (see `shoulders.backbone.layout`): the
+keys and values are pre-filled into the attention cache, the input's positions start at P.
+So `init: text` starts the module exactly as the backbone reading `init_text` before every
+input, and rows of prefix-tuning modules share batches with soft-prompt rows.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from shoulders.backbone import cache as kv
+from shoulders.backbone.layout import KVPrefix
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule
+
+
+class PrefixTuningConfig(ModuleConfig):
+    """Prefix tuning's hyper-parameters."""
+
+    num_virtual_tokens: int = Field(20, gt=0, description="P: learned key/value positions in every layer")
+    init: Literal["vocab", "text", "random"] = Field(
+        "vocab", description="vocab: the backbone's own keys and values for P sampled tokens read as one sequence; "
+        "text: those of `init_text` (repeated or cut to P tokens), so training starts from the backbone reading "
+        "that text first; random: N(0, std of a vocab init). With projection, only random")
+    init_text: str | None = Field(None, description="text for init='text'")
+    init_vocab_top: int = Field(5000, gt=0, description="init='vocab' samples from the first K token ids")
+    projection: bool = Field(False, description="PEFT's prefix_projection: a [P, kv_width] embedding through a "
+                             "two-layer tanh MLP gives the keys and values (Li & Liang's reparameterisation); "
+                             "export to PEFT writes the MLP's output")
+    projection_hidden: int | None = Field(None, gt=0, description="the MLP's hidden width (PEFT's "
+                                          "encoder_hidden_size); null = kv_width")
+    seed: int = Field(0, description="seed of the initialisation")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.init == "text" and not self.init_text:
+            raise ValueError("init='text' needs init_text")
+        if self.projection and self.init != "random":
+            raise ValueError(f"projection: true starts from PEFT's random initialisation; set init: random "
+                             f"(got init: {self.init})")
+        if self.projection_hidden is not None and not self.projection:
+            raise ValueError("projection_hidden is set but projection is false")
+        return self
+
+
+def kv_layout(backbone) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of the backbone, which must be the same in every
+    layer (PEFT's flat layout assumes it)."""
+    shapes = kv.kv_shapes(backbone)
+    if len(set(shapes)) != 1:
+        raise ValueError(f"prefix tuning needs one key/value shape in every layer; {backbone.name_or_path} has "
+                         f"(heads, head size) {sorted(set(shapes))}")
+    return (len(shapes), *shapes[0])
+
+
+class PrefixTuning(SoftPromptModule):
+    module_type = "prefix_tuning"
+    config_class = PrefixTuningConfig
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, peft_type="PREFIX_TUNING")
+
+    def __init__(self, config: PrefixTuningConfig, layers: int, heads: int, head_dim: int):
+        super().__init__(config)
+        self.kv_shape = (layers, heads, head_dim)
+        p, width = config.num_virtual_tokens, heads * head_dim
+        if config.projection:
+            self.embedding = nn.Parameter(torch.zeros(p, width))
+            hidden = config.projection_hidden or width
+            self.transform = nn.Sequential(nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, layers * 2 * width))
+        else:
+            self.prompt_embeddings = nn.Parameter(torch.zeros(p, layers * 2 * width))  # PEFT's name and layout
+
+    @classmethod
+    def build(cls, config: PrefixTuningConfig, backbone) -> "PrefixTuning":
+        backbone.refuse_checkpointing("prefix_tuning modules")  # now, not at the first training step
+        module = cls(config, *kv_layout(backbone))
+        with torch.no_grad():
+            if config.projection:  # PEFT's initialisation (an Embedding's N(0, 1), Linear's default), seeded
+                with torch.random.fork_rng():
+                    torch.manual_seed(config.seed)
+                    module.embedding.normal_()
+                    for layer in module.transform:
+                        if isinstance(layer, nn.Linear):
+                            layer.reset_parameters()
+            else:
+                module.prompt_embeddings.copy_(initial_prefix(config, backbone))
+        return module.to(backbone.device)
+
+    @classmethod
+    def from_saved(cls, config: PrefixTuningConfig, meta: dict, backbone) -> "PrefixTuning":
+        if backbone is None:
+            raise ValueError("loading a prefix_tuning module needs its backbone (its key/value shapes)")
+        return cls(config, *kv_layout(backbone))
+
+    def flat(self) -> Tensor:
+        """The prefix in PEFT's layout: [P, layers * 2 * kv_width]."""
+        return self.transform(self.embedding) if self.config.projection else self.prompt_embeddings
+
+    def prefix(self, backbone, examples) -> KVPrefix:
+        """Every layer's keys and values ([1, heads, P, head size] each), shared by every row."""
+        layers, heads, head_dim = self.kv_shape
+        p = self.config.num_virtual_tokens
+        x = self.flat().view(p, 2 * layers, heads, head_dim).permute(1, 2, 0, 3).unsqueeze(1)  # [2L, 1, H, P, d]
+        return KVPrefix(tuple(x[0::2].unbind(0)), tuple(x[1::2].unbind(0)))
+
+    def prefix_length(self) -> int:
+        return self.config.num_virtual_tokens
+
+    def export_peft(self, backbone, out_dir):
+        from shoulders.prefix_tuning.peft_io import export_peft
+
+        return export_peft(self, backbone, out_dir)
+
+    @classmethod
+    def import_peft(cls, adapter_dir, backbone, **config) -> "PrefixTuning":
+        from shoulders.prefix_tuning.peft_io import import_peft
+
+        return import_peft(adapter_dir, backbone, **config)
+
+
+def initial_prefix(config: PrefixTuningConfig, backbone) -> Tensor:
+    """The starting [P, layers * 2 * kv_width] prefix, in float32: the backbone's own keys and
+    values for sampled tokens or a text, or noise of their scale."""
+    n = config.num_virtual_tokens
+    gen = torch.Generator().manual_seed(config.seed)
+    if config.init == "text":
+        tokens = backbone.encode([config.init_text], add_special_tokens=False)[0]
+        if not tokens:
+            raise ValueError(f"init_text {config.init_text!r} has no tokens")
+        ids = torch.tensor((tokens * (n // len(tokens) + 1))[:n])
+    else:
+        ids = torch.randint(0, min(config.init_vocab_top, backbone.vocab_size), (n,), generator=gen)
+    cache = kv.new_cache(backbone)
+    with torch.no_grad():
+        backbone.model(input_ids=ids[None].to(backbone.device), use_cache=True, **{backbone._cache_kw: cache})
+    states = torch.stack([t[0] for pair in kv.layer_states(cache) for t in pair])  # [2L, H, P, d]
+    flat = states.permute(2, 0, 1, 3).reshape(n, -1).float().cpu()
+    if config.init == "random":
+        return torch.randn(flat.shape, generator=gen) * flat.std()
+    return flat
