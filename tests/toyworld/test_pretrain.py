@@ -162,3 +162,22 @@ def test_copy_mix_adds_copy_rows_to_every_pass(tmp_path):
     with pytest.raises(ValueError, match="copy_mix"):
         pt.pretrain(TINY_MODELS[0], TrainConfig(seq_len=32, copy_mix=1.0), tok, docs, tmp_path / "x", progress=False)
 
+
+
+def test_a_cache_miss_says_what_changed_since_the_cached_backbone(backbones, monkeypatch, caplog):
+    root, paths = backbones
+    record = json.loads((paths["toy-small"] / "key.json").read_text())
+    assert record["corpus.n_passes"] == _cfg().corpus.n_passes and "corpus_text_sha256" in record
+    monkeypatch.setattr(pt, "pretrain", lambda *a, **k: None)
+    other = _cfg()
+    other.corpus.n_passes += 1
+    with caplog.at_level("INFO", logger="shoulders.toyworld.pretrain"):
+        ensure_backbones(seed=0, config=other, cache_dir=root, names=("toy-small",), progress=False)
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "shoulders.toyworld.pretrain"]
+    assert f"corpus.n_passes: {_cfg().corpus.n_passes} -> {other.corpus.n_passes}" in msg
+    assert "corpus_text_sha256" in msg and "pre-training anew" in msg
+
+
+def test_an_empty_cache_says_it_pre_trains(tmp_path):
+    msg = pt.cache_miss_message(tmp_path / "abc" / "toy-small", {"corpus.n_passes": 1})
+    assert msg.startswith("toy-small: no cached backbone in ")

@@ -24,6 +24,10 @@ from shoulders.toyworld.tokenizer import TokenizerConfig, train_tokenizer
 from shoulders.toyworld.world import World, WorldConfig, build_world
 
 
+# What each part of a backbone's cache key is (named in its key.json and cache-miss message).
+KEY_NAMES = ("world_seed", "world", "corpus", "corpus_text_sha256", "tokenizer", "tokenizer_passes")
+
+
 @dataclass
 class ToyworldConfig:
     world: WorldConfig = field(default_factory=WorldConfig)  # entity counts
@@ -141,5 +145,5 @@ def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path |
         return tokenizer, docs
 
     for m in models:
-        out[m.name] = train_cached(m, cfg.train, key, data, cache_dir=cache_dir, progress=progress)
+        out[m.name] = train_cached(m, cfg.train, key, data, cache_dir=cache_dir, progress=progress, key_names=KEY_NAMES)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -22,7 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from shoulders.utils.fs import atomic_write_json
+
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -298,11 +302,53 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(env) / "toyworld" if env else Path.home() / ".cache" / "shoulders" / "toyworld"
 
 
+def key_record(names: tuple[str, ...], parts: tuple) -> dict:
+    """The hashed settings as one flat, readable dict ("corpus.n_passes": 60, ...), written
+    beside each cached backbone so a later cache miss can say what changed."""
+    out: dict = {}
+    for name, part in zip(names, parts):
+        if hasattr(part, "__dataclass_fields__"):
+            out.update({f"{name}.{k}": v for k, v in asdict(part).items() if k != "threads" and v is not None})
+        else:
+            out[name] = part
+    return json.loads(json.dumps(out, default=str))
+
+
+def cache_miss_message(final: Path, record: dict) -> str:
+    """Why `final` must be pre-trained: nothing cached yet, or which settings differ from the
+    nearest backbone of the same name already in the cache (that one is kept)."""
+    name, root = final.name, final.parent.parent
+    others = [d for d in root.glob(f"*/{name}") if (d / "pretrain.json").exists() and d != final] if root.exists() else []
+    if not others:
+        return f"{name}: no cached backbone in {root}: pre-training it (minutes; then cached)"
+    best = None
+    for d in others:
+        try:
+            old = json.loads((d / "key.json").read_text())
+        except (OSError, ValueError):
+            continue
+        diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+        if best is None or len(diff) < len(best[1]):
+            best = (d, diff, old)
+    if best is None:
+        return (f"{name}: the {len(others)} cached backbone(s) of this name in {root} were built by an earlier "
+                "version of shoulders or with other settings: pre-training anew (minutes; the old ones are kept)")
+    d, diff, old = best
+    shown = "; ".join(f"{k}: {old.get(k, '-')} -> {record.get(k, '-')}" for k in diff[:6])
+    more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+    return (f"{name}: settings differ from the cached {d.parent.name}/{name} ({shown}{more}): "
+            "pre-training anew (minutes; the old one is kept)")
+
+
 def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tuple, data: Callable[[], tuple],
-                 cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+                 cache_dir: str | Path | None = None, progress: bool = True,
+                 key_names: tuple[str, ...] | None = None) -> Path:
     """The backbone's cache directory, pre-training it first if it is not there yet.
 
     `data()` returns (tokenizer, documents); it is only called when training is needed.
+    `key_names` names `key_parts` for the record written beside the backbone (`key.json`)
+    and for the message that says why a backbone is pre-trained (what changed since the
+    nearest cached one).
 
     Training writes into a temporary sibling which is renamed into place only when
     complete, so an interrupted run never leaves a half-written backbone behind.
@@ -312,10 +358,15 @@ def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tupl
     final = cache_root(cache_dir) / config_hash(*key_parts, model_cfg, train_cfg) / model_cfg.name
     if (final / "pretrain.json").exists():
         return final
+    names = (*(key_names or tuple(f"key{i}" for i in range(len(key_parts)))), "model", "train")
+    record = key_record(names, (*key_parts, model_cfg, train_cfg))
+    log.info(cache_miss_message(final, record))
     tmp = final.parent / f".tmp-{model_cfg.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer, docs = data()
     pretrain(model_cfg, train_cfg, tokenizer, docs, tmp, progress=progress)
+    if tmp.is_dir():
+        atomic_write_json(tmp / "key.json", record)
     try:
         os.replace(tmp, final)
     except OSError:  # another process finished first: keep theirs
