@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from shoulders.errors import ShouldersError
-from shoulders.modules.registry import module_class, types_with
+from shoulders.modules.registry import MODULE_TYPES, module_class, types_with
 
 
 class PeftError(ShouldersError):
@@ -19,6 +19,18 @@ class PeftError(ShouldersError):
 
 def _by_peft_type() -> dict[str, str]:
     return {module_class(name).capabilities.peft_type: name for name in types_with("peft_type")}
+
+
+def _class_for(peft_type):
+    """The first registered type declaring `peft_type`, importing no more types than needed."""
+    for name in MODULE_TYPES:
+        try:
+            cls = module_class(name)
+        except Exception:  # a plugin whose package is missing
+            continue
+        if getattr(getattr(cls, "capabilities", None), "peft_type", None) == peft_type and peft_type:
+            return cls
+    return None
 
 
 def export_peft(module, backbone, out_dir: str | Path) -> Path:
@@ -38,13 +50,13 @@ def import_peft(adapter_dir: str | Path, backbone, **config):
         peft_type = json.loads(cfg_file.read_text()).get("peft_type")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
         raise PeftError(f"{cfg_file}: not a JSON object ({e})") from None
-    types = _by_peft_type()
-    if peft_type not in types:
-        raise PeftError(f"{cfg_file}: peft_type is {peft_type!r}, expected one of {sorted(types)}")
+    cls = _class_for(peft_type)
+    if cls is None:
+        raise PeftError(f"{cfg_file}: peft_type is {peft_type!r}, expected one of {sorted(_by_peft_type())}")
     from pydantic import ValidationError
 
     try:
-        return module_class(types[peft_type]).import_peft(adapter_dir, backbone, **config)
+        return cls.import_peft(adapter_dir, backbone, **config)
     except ValueError as e:  # the format's own checks: a missing file, a shape the backbone cannot take
         if isinstance(e, (ShouldersError, ValidationError)):
             raise
