@@ -163,3 +163,17 @@ def test_a_mistyped_choice_gets_did_you_mean(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "m", "--data", "d.jsonl", "--metric", "acuracy"])
     assert "invalid choice: 'acuracy' (did you mean 'accuracy'?)" in capsys.readouterr().err
+
+
+def test_no_progress_switches_tqdm_off_for_worker_processes_too(monkeypatch):
+    """The demo's workers inherit the environment: the re-ranker's bar showed in --no-progress runs."""
+    import argparse
+
+    from shoulders.cli.main import configure_output
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    configure_output(argparse.Namespace(quiet=False, verbose=False, no_progress=False))
+    assert "TQDM_DISABLE" not in __import__("os").environ
+    configure_output(argparse.Namespace(quiet=False, verbose=False, no_progress=True))
+    assert __import__("os").environ["TQDM_DISABLE"] == "1"
+    monkeypatch.delenv("TQDM_DISABLE")

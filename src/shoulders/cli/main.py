@@ -103,6 +103,10 @@ def configure_output(args: argparse.Namespace) -> None:
         handler.addFilter(_ours_or_warning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
+    if args.no_progress:
+        # tqdm's own switch: bars created without an explicit `disable` (and ours that check
+        # it) stay off, in worker processes too (they inherit the environment).
+        os.environ["TQDM_DISABLE"] = "1"
     if args.no_progress or not args.verbose:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
         if "transformers" in sys.modules:  # imported already (tests, a caller of main): switch it off now

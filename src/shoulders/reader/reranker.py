@@ -32,6 +32,8 @@ module.json records the encoder it started from. The backbone is never used.
 """
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -218,7 +220,7 @@ class CrossEncoderReranker(SoftModule):
         b = self.config.score_batch_size
         # thousands of pairs take minutes on a CPU: show progress then (and only then)
         for s in tqdm(range(0, len(order), b), desc="re-rank pairs", unit="batch", leave=False,
-                      disable=len(order) < PROGRESS_PAIRS):
+                      disable=len(order) < PROGRESS_PAIRS or os.environ.get("TQDM_DISABLE") == "1"):
             idx = order[s:s + b]
             for i, v in zip(idx, self._forward([questions[i] for i in idx], [texts[i] for i in idx]).tolist()):
                 out[i] = v
