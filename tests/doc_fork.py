@@ -49,6 +49,7 @@ def serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
     print("ready", flush=True)
     while True:
         conn, _ = server.accept()
@@ -61,7 +62,25 @@ def serve(path: str) -> None:
             _child(request, fds)  # never returns
         for fd in fds:
             os.close(fd)
+        CHILDREN.add(pid)
         threading.Thread(target=_watch, args=(conn, pid), daemon=True).start()
+
+
+CHILDREN: set[int] = set()
+
+
+def _orphan_watch(parent: int) -> None:
+    """If the test process dies without stopping us, stop the children and exit."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1)
+    for pid in list(CHILDREN):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(1)
 
 
 def _watch(conn: socket.socket, pid: int) -> None:
@@ -86,6 +105,7 @@ def _watch(conn: socket.socket, pid: int) -> None:
     threading.Thread(target=client_gone, daemon=True).start()
     _, status, usage = os.wait4(pid, 0)
     done.set()
+    CHILDREN.discard(pid)
     with open(os.path.join(os.environ["DOCTEST_DIR"], "fork-cpu.log"), "a") as f:
         f.write(f"{usage.ru_utime + usage.ru_stime:.3f}\n")
     code = os.waitstatus_to_exitcode(status)

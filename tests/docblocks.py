@@ -365,6 +365,7 @@ class Runner:
         self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                     "PYTHONPATH": str(SHIM), "SHOULDERS_CACHE": str(tmp / "cache"), "SHOULDERS_DATA": str(self.data),
                     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                    "HF_DATASETS_CACHE": str(tmp / "hf_datasets"), "MPLCONFIGDIR": str(tmp / "matplotlib"),
                     "DOCTEST_DIR": str(self.scripts), "DOCTEST_PORT": str(self.port),
                     "DOCTEST_PORT2": str(self.port2), "DOCTEST_PYTHON": sys.executable, "DOCTEST_FORK": str(FORK),
                     "DOCTEST_SHOULDERS": str(Path(sys.executable).parent / "shoulders"), "NO_COLOR": "1",
@@ -445,6 +446,7 @@ class Runner:
             output, _ = proc.communicate()
             status, output = "failed", output + f"\n[timed out after {TIMEOUT_S} s]"
         result = Result(block, status, time.perf_counter() - t0, self._cpu() - c0, output, text)
+        script.with_suffix(".out").write_text(output, encoding="utf-8")
         with open(self.scripts / "timings.tsv", "a", encoding="utf-8") as f:
             f.write(f"{block.id}\t{status}\t{result.seconds:.1f}\t{result.cpu:.1f}\n")
         return result
