@@ -114,8 +114,8 @@ def _is_fence(lines, i) -> bool:
 
 
 # --------------------------------------------------------------------------- substitutions
-# (pattern, replacement, why). {gpt2} {llama} {chat} {t5} {data} {repo} are filled in by the
-# runner. Applied, in this order, to every bash, python and `file` block.
+# (pattern, replacement, why). {gpt2} {llama} {chat} {t5} {data} {repo} {port} {port2} are filled
+# in by the runner. Applied, in this order, to every bash, python and `file` block.
 SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r"(?<![\w/.-])gpt2(?![\w/.-])", "{gpt2}", "hub id gpt2 -> a tiny random GPT-2 (2 layers, 32 wide)"),
     (r"/models/Llama-[\w.-]+", "{llama}", "a local Llama checkpoint -> a tiny random Llama"),
@@ -166,7 +166,7 @@ def shrink_config(text: str) -> str:
 # --------------------------------------------------------------------------- fixtures
 FIXTURES = """\
 configs/, tests/fixtures/   copies of the repository's (the docs run from the repository root), shrunk
-data/sst2_{train,dev,test}.jsonl   the README's sentiment task: {"input", "target"} (+ "choices")
+data/sst2_{train,dev,test}.jsonl   the README's sentiment task: {"input", "target"} per line
 data/dev.jsonl              lm_eval's task file in docs/training.md: the same, with choices
 CONFIG.yaml                 the "your config" of docs/training.md: prompt tuning on the tiny Llama
 passages.jsonl, psgs_w100.tsv, questions.jsonl   docs/reader.md's corpus files, 120 passages
