@@ -17,6 +17,49 @@ class PeftError(ShouldersError):
     """An adapter or module that cannot go through PEFT interchange."""
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def write_adapter(out_dir: str | Path, peft_cfg, prompt_embeddings, dtype) -> Path:
+    """PEFT's adapter directory (its config, and `prompt_embeddings` as safetensors in `dtype`),
+    written whole or not at all: the layout every PEFT prompt-learning type shares."""
+    import torch
+    from safetensors.torch import save_file
+
+    from shoulders.utils.fs import atomic_dir
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        peft_cfg.save_pretrained(str(tmp))
+        tensor = prompt_embeddings.detach().to("cpu", dtype or torch.float32).contiguous()
+        save_file({"prompt_embeddings": tensor}, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    return out_dir
+
+
+def read_adapter(adapter_dir: str | Path, peft_type: str):
+    """(adapter config dict, its `prompt_embeddings` tensor, the weights path) of a PEFT
+    adapter directory of `peft_type`; ValueError naming the file for anything else."""
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    cfg_file = adapter_dir / ADAPTER_CONFIG
+    if not cfg_file.is_file():
+        raise ValueError(f"{cfg_file}: missing (not a PEFT adapter directory)")
+    cfg = json.loads(cfg_file.read_text())
+    if cfg.get("peft_type") != peft_type:
+        raise ValueError(f"{cfg_file}: peft_type is {cfg.get('peft_type')!r}, expected {peft_type!r}")
+    if cfg.get("num_transformer_submodules", 1) != 1:
+        raise ValueError(f"{cfg_file}: num_transformer_submodules must be 1 for a causal LM")
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise ValueError(f"{weights}: missing (only safetensors adapters are read)")
+    tensors = load_file(str(weights))
+    if "prompt_embeddings" not in tensors:
+        raise ValueError(f"{weights}: no 'prompt_embeddings' tensor (found {sorted(tensors)})")
+    return cfg, tensors["prompt_embeddings"], weights
+
+
 def _by_peft_type() -> dict[str, str]:
     return {module_class(name).capabilities.peft_type: name for name in types_with("peft_type")}
 
@@ -43,7 +86,7 @@ def export_peft(module, backbone, out_dir: str | Path) -> Path:
 
 def import_peft(adapter_dir: str | Path, backbone, **config):
     """A module read from a PEFT adapter directory, of the type that declares its peft_type."""
-    cfg_file = Path(adapter_dir) / "adapter_config.json"
+    cfg_file = Path(adapter_dir) / ADAPTER_CONFIG
     if not cfg_file.is_file():
         raise PeftError(f"{cfg_file}: missing (not a PEFT adapter directory)")
     try:

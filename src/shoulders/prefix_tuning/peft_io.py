@@ -9,16 +9,10 @@ has no MLP. PEFT has no notion of our TextFormat: the caller renders inputs the 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
+from shoulders.modules.peft import read_adapter, write_adapter
 from shoulders.prefix_tuning.model import PrefixTuning, PrefixTuningConfig, kv_layout
-from shoulders.utils.fs import atomic_dir
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def export_peft(module: PrefixTuning, backbone, out_dir: str | Path) -> Path:
@@ -39,32 +33,12 @@ def export_peft(module: PrefixTuning, backbone, out_dir: str | Path) -> Path:
         prefix_projection=False,
         base_model_name_or_path=backbone.name_or_path,
     )
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        peft_cfg.save_pretrained(str(tmp))
-        flat = module.flat().detach().to("cpu", backbone.dtype).contiguous()
-        save_file({"prompt_embeddings": flat}, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    return out_dir
+    return write_adapter(out_dir, peft_cfg, module.flat(), backbone.dtype)
 
 
 def import_peft(adapter_dir: str | Path, backbone, **config_overrides) -> PrefixTuning:
     """Read a PEFT PREFIX_TUNING adapter directory into a PrefixTuning module."""
-    adapter_dir = Path(adapter_dir)
-    cfg_file = adapter_dir / ADAPTER_CONFIG
-    if not cfg_file.is_file():
-        raise ValueError(f"{cfg_file}: missing (not a PEFT adapter directory)")
-    cfg = json.loads(cfg_file.read_text())
-    if cfg.get("peft_type") != "PREFIX_TUNING":
-        raise ValueError(f"{cfg_file}: peft_type is {cfg.get('peft_type')!r}, expected 'PREFIX_TUNING'")
-    if cfg.get("num_transformer_submodules", 1) != 1:
-        raise ValueError(f"{cfg_file}: num_transformer_submodules must be 1 for a causal LM")
-    weights = adapter_dir / ADAPTER_WEIGHTS
-    if not weights.is_file():
-        raise ValueError(f"{weights}: missing (only safetensors adapters are read)")
-    tensors = load_file(str(weights))
-    if "prompt_embeddings" not in tensors:
-        raise ValueError(f"{weights}: no 'prompt_embeddings' tensor (found {sorted(tensors)})")
-    flat = tensors["prompt_embeddings"]
+    _, flat, weights = read_adapter(adapter_dir, "PREFIX_TUNING")
     layers, heads, head_dim = kv_layout(backbone)
     width = layers * 2 * heads * head_dim
     if flat.dim() != 2 or flat.shape[1] != width:
