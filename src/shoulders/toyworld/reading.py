@@ -85,6 +85,16 @@ def _subject(kind: str, world: World, pools: NamePools, rng: random.Random) -> s
     return f"{rng.choice(pools.lasts)} {rng.choice(UNIVERSITY_WORDS)}"
 
 
+def _distinct_subjects(kind: str, n: int, world: World, pools: NamePools, rng: random.Random) -> list[str]:
+    """`n` invented subjects of `kind`, no name inside another ("Nilon" in "Nilon Fex")."""
+    subjects: list[str] = []
+    while len(subjects) < n:
+        s = _subject(kind, world, pools, rng)
+        if not any(s in t or t in s for t in subjects):
+            subjects.append(s)
+    return subjects
+
+
 def _object(relation: str, world: World, rng: random.Random) -> str:
     """An ordinary world object (or literal) of the relation's object type."""
     kind = RELATIONS[relation][1]
@@ -130,11 +140,7 @@ def reading_item(world: World, pools: NamePools, rng: random.Random, n_passages:
     relations = [r for r, (s, _) in RELATIONS.items() if s == kind]
     asked = rng.choice(relations)
     n = rng.randint(*n_passages)
-    subjects: list[str] = []
-    while len(subjects) < n:
-        s = _subject(kind, world, pools, rng)
-        if not any(s in t or t in s for t in subjects):  # no name inside another ("Nilon" in "Nilon Fex")
-            subjects.append(s)
+    subjects = _distinct_subjects(kind, n, world, pools, rng)
     passages, answer = [], ""
     for i, subj in enumerate(subjects):
         others = [r for r in relations if r != asked]
@@ -168,11 +174,7 @@ def multi_question_drill(world: World, pools: NamePools, rng: random.Random, n_p
     relations = [r for r, (s, _) in RELATIONS.items() if s == kind]
     shared = rng.choice(relations)
     n = rng.randint(*n_passages)
-    subjects: list[str] = []
-    while len(subjects) < n:
-        s = _subject(kind, world, pools, rng)
-        if not any(s in t or t in s for t in subjects):
-            subjects.append(s)
+    subjects = _distinct_subjects(kind, n, world, pools, rng)
     passages, facts = [], []
     for i, subj in enumerate(subjects):
         others = [r for r in relations if r != shared]
