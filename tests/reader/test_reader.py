@@ -159,3 +159,21 @@ def test_idpt_reader_reads_the_question(lm, family, bm25, passages, tmp_path):
     save_module(reader, tmp_path / "idpt_reader", lm)
     loaded = load_module(tmp_path / "idpt_reader", lm).attach(retriever=bm25, passages=passages)
     assert loaded.answer(lm, QUESTIONS[0][0]) == reader.answer(lm, QUESTIONS[0][0])
+
+
+def test_a_reader_served_through_completions_reads_what_it_retrieves(lm, index_dir):
+    """/v1/completions runs a reader as its own job (`_generation_choices`): the prompt is the
+    question, and the reader retrieves, packs and reads as /v1/answer does; never the bare question."""
+    from shoulders.backbone import GenerationConfig
+    from shoulders.serving.completions import _generation_choices
+    from shoulders.serving.registry import is_batched
+
+    reader = _reader(lm, 128, index_dir=index_dir)
+    assert not is_batched(reader)
+    q, cfg = QUESTIONS[0][0], GenerationConfig(max_new_tokens=6)
+    ctx = reader.contexts(lm, [q])[0]
+    assert ctx.passages and ctx.text
+    assert ctx.text in reader.render_inputs(lm, [Example(input=q, target="")])[0]
+    served = _generation_choices(reader, lm, [q], cfg)[0]
+    read = reader.generate(lm, [Example(input=q, target="", meta={"context": ctx.text})], cfg)[0][0]
+    assert served.token_ids == list(read.token_ids)
