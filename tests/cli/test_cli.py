@@ -89,7 +89,7 @@ def test_real_tasks_says_up_front_that_it_pretrains(monkeypatch, caplog):
 LONG_COMMANDS = [["train", "c.yaml"], ["eval", "m", "--data", "d.jsonl"], ["generate", "m", "x"], ["ask", "r", "q"],
                  ["demo"], ["real-tasks"], ["index", "build", "--corpus", "c", "--kind", "bm25", "--out", "o"],
                  ["index", "query", "idx", "q"], ["index", "eval-squad"], ["bench", "train"], ["bench", "all"],
-                 ["export-peft", "m", "o"], ["import-peft", "a", "o"]]
+                 ["export-peft", "m", "o"], ["import-peft", "a", "o"], ["serve", "--backbone", "b", "--modules", "m"]]
 
 
 @pytest.mark.parametrize("argv", LONG_COMMANDS, ids=lambda a: " ".join(a[:2]))

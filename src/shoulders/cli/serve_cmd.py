@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from shoulders.cli.common import add_output_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve every module of a directory over an OpenAI-compatible HTTP API",
@@ -31,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="the server's (uvicorn's) log level")
+                   help="the server's (uvicorn's) log level (--quiet makes the default 'warning')")
+    add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -67,5 +70,6 @@ def run(args) -> int:
     except (OSError, BackboneError) as e:  # not found / not a model directory: one line naming the flag
         raise UserError(f"--backbone {args.backbone}: {e}") from None
     app = create_app(settings, backbone)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    log_level = "warning" if getattr(args, "quiet", False) and args.log_level == "info" else args.log_level
+    uvicorn.run(app, host=args.host, port=args.port, log_level=log_level, timeout_graceful_shutdown=5)
     return 0
