@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from shoulders.backbone import cache as kv
 from shoulders.backbone.layout import KVPrefix
 from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule
+from shoulders.modules.peft import read_adapter, write_adapter
 
 
 class PrefixTuningConfig(ModuleConfig):
@@ -118,15 +119,37 @@ class PrefixTuning(SoftPromptModule):
         return self.config.num_virtual_tokens
 
     def export_peft(self, backbone, out_dir):
-        from shoulders.prefix_tuning.peft_io import export_peft
+        """Write this module as a PEFT PREFIX_TUNING adapter for `backbone` (a module with
+        `projection` exports the MLP's output, as PEFT saves a projected prefix)."""
+        from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 
-        return export_peft(self, backbone, out_dir)
+        layers, heads, head_dim = self.kv_shape
+        peft_cfg = PeftPrefixTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=self.config.num_virtual_tokens,
+            token_dim=heads * head_dim,
+            num_transformer_submodules=1,
+            num_attention_heads=heads,
+            num_layers=layers,
+            encoder_hidden_size=heads * head_dim,
+            prefix_projection=False,
+            base_model_name_or_path=backbone.name_or_path,
+        )
+        return write_adapter(out_dir, peft_cfg, self.flat(), backbone.dtype)
 
     @classmethod
-    def import_peft(cls, adapter_dir, backbone, **config) -> "PrefixTuning":
-        from shoulders.prefix_tuning.peft_io import import_peft
-
-        return import_peft(adapter_dir, backbone, **config)
+    def import_peft(cls, adapter_dir, backbone, **config_overrides) -> "PrefixTuning":
+        """A module read from a PEFT PREFIX_TUNING adapter directory."""
+        _, flat, weights = read_adapter(adapter_dir, "PREFIX_TUNING")
+        layers, heads, head_dim = kv_layout(backbone)
+        width = layers * 2 * heads * head_dim
+        if flat.dim() != 2 or flat.shape[1] != width:
+            raise ValueError(f"{weights}: prompt_embeddings has shape {tuple(flat.shape)}, the backbone needs "
+                             f"[num_virtual_tokens, {width}] ({layers} layers x 2 x {heads} heads x {head_dim})")
+        config = PrefixTuningConfig(num_virtual_tokens=flat.shape[0], init="random", **config_overrides)
+        module = cls(config, layers, heads, head_dim)
+        module.prompt_embeddings.data.copy_(flat.float())
+        return module.to(backbone.device)
 
 
 def initial_prefix(config: PrefixTuningConfig, backbone) -> Tensor:

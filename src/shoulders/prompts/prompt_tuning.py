@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule, StrictModel
+from shoulders.modules.peft import read_adapter, write_adapter
 
 
 class PromptSpec(StrictModel):
@@ -67,15 +68,34 @@ class PromptTuning(SoftPromptModule):
         return self.prompt
 
     def export_peft(self, backbone, out_dir):
-        from shoulders.prompts.peft_io import export_peft
+        """Write this module as a PEFT PROMPT_TUNING adapter for `backbone` (loads with
+        `peft.PeftModel.from_pretrained(base, dir)`, same logits; PEFT has no TextFormat, so
+        inputs must be rendered the same way by the caller)."""
+        from peft import PromptTuningConfig as PeftPromptTuningConfig
 
-        return export_peft(self, backbone, out_dir)
+        cfg = backbone.config
+        peft_cfg = PeftPromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=self.config.num_virtual_tokens,
+            token_dim=backbone.hidden_size,
+            num_transformer_submodules=1,
+            num_attention_heads=getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None),
+            num_layers=getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None),
+            base_model_name_or_path=backbone.name_or_path,
+        )
+        return write_adapter(out_dir, peft_cfg, self.prompt, backbone.dtype)
 
     @classmethod
-    def import_peft(cls, adapter_dir, backbone, **config) -> "PromptTuning":
-        from shoulders.prompts.peft_io import import_peft
-
-        return import_peft(adapter_dir, backbone, **config)
+    def import_peft(cls, adapter_dir, backbone, **config_overrides) -> "PromptTuning":
+        """A module read from a PEFT PROMPT_TUNING adapter directory."""
+        _, prompt, weights = read_adapter(adapter_dir, "PROMPT_TUNING")
+        if prompt.shape[1] != backbone.hidden_size:
+            raise ValueError(f"{weights}: prompt width {prompt.shape[1]} does not match the backbone's hidden size "
+                             f"{backbone.hidden_size}")
+        config = PromptTuningConfig(num_virtual_tokens=prompt.shape[0], init="random", **config_overrides)
+        module = cls(config, backbone.hidden_size)
+        module.prompt.data.copy_(prompt.float())
+        return module.to(backbone.device)
 
 
 def embedding_std(weight: torch.Tensor, chunk_rows: int = 16384) -> float:
