@@ -282,16 +282,20 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         torch.set_num_threads(threads)
 
 
+def _hashed(part):
+    """What of one key part shapes the weights: a dataclass's fields less the thread count
+    and unset (None) options; anything else as it is."""
+    d = asdict(part) if hasattr(part, "__dataclass_fields__") else part
+    return {k: v for k, v in d.items() if k != "threads" and v is not None} if isinstance(d, dict) else d
+
+
 def config_hash(*parts) -> str:
     """Hash of everything that shapes the weights.
 
     Left out: the thread count (it changes nothing beyond float noise) and options set to
     None (unset), so adding an optional field later does not invalidate existing caches.
     """
-    dicts = [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts]
-    dicts = [{k: v for k, v in d.items() if k != "threads" and v is not None} if isinstance(d, dict) else d
-             for d in dicts]
-    blob = json.dumps([FORMAT_VERSION, *dicts], sort_keys=True, default=str)
+    blob = json.dumps([FORMAT_VERSION, *map(_hashed, parts)], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -308,7 +312,7 @@ def key_record(names: tuple[str, ...], parts: tuple) -> dict:
     out: dict = {}
     for name, part in zip(names, parts):
         if hasattr(part, "__dataclass_fields__"):
-            out.update({f"{name}.{k}": v for k, v in asdict(part).items() if k != "threads" and v is not None})
+            out.update({f"{name}.{k}": v for k, v in _hashed(part).items()})
         else:
             out[name] = part
     return json.loads(json.dumps(out, default=str))
