@@ -67,12 +67,17 @@ class ModuleCapabilities:
       `init_from` copies it into its pass-1 prompt).
     - `peft_type`: the PEFT adapter type it exports to and imports from (`PROMPT_TUNING`,
       `PREFIX_TUNING`), through its `export_peft` / `import_peft`; None = no PEFT interchange.
+    - `prompt_embeds`: all it changes is the input embeddings: soft vectors before the rendered
+      input's tokens, no per-layer KV prefix, no weights inside the LM. So [prefix ; token
+      embeddings] is everything the backbone reads, and an engine that takes prompt embeddings
+      (vLLM, SGLang) can serve it (`prompt_embeds()`, see `shoulders.modules.prompt_embeds`).
     """
 
     batchable: bool = False
     reader_prompt: bool = False
     single_prompt: bool = False
     peft_type: str | None = None
+    prompt_embeds: bool = False
 
 
 def _as_example(x: Example | str) -> Example:
@@ -265,14 +270,30 @@ class SoftPromptModule(SoftModule):
     def generate(
         self, backbone, inputs: Sequence[Example | str], config: GenerationConfig | None = None, **overrides
     ) -> list[list[Generation]]:
-        examples = [_as_example(x) for x in inputs]
         cfg = config or GenerationConfig()
         if overrides:
             cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
+        prefix, ids = self.generation_inputs(backbone, inputs, cfg.max_new_tokens)
+        return backbone.generate(prefix, ids, cfg)
+
+    def generation_inputs(self, backbone, inputs: Sequence[Example | str], max_new_tokens: int):
+        """(prefix, token ids per input): what `generate` hands the backbone, the input rendered,
+        tokenised and cut to leave `max_new_tokens` in the window. One place, so that
+        `prompt_embeds` exports exactly what generation reads."""
+        examples = [_as_example(x) for x in inputs]
         with torch.no_grad():
             prefix = self.prefix(backbone, examples)
-        ids = fit_to_window(backbone, prefix, self.encode_inputs(backbone, examples), cfg.max_new_tokens)
-        return backbone.generate(prefix, ids, cfg)
+        return prefix, fit_to_window(backbone, prefix, self.encode_inputs(backbone, examples), max_new_tokens)
+
+    def prompt_embeds(self, backbone, inputs: Sequence[Example | str], *,
+                      max_new_tokens: int = GenerationConfig.max_new_tokens,
+                      dtype: torch.dtype | None = None) -> list[Tensor]:
+        """Per input, the [L_i, D] input embeddings the backbone reads in `generate`
+        ([prefix ; token embeddings]), for an engine that takes prompt embeddings (vLLM,
+        SGLang). Types whose capabilities do not declare `prompt_embeds` are refused."""
+        from shoulders.modules.prompt_embeds import prompt_embeds
+
+        return prompt_embeds(self, backbone, inputs, max_new_tokens=max_new_tokens, dtype=dtype)
 
 
 def fit_to_window(backbone, prefix, ids: list[list[int]], reserve: int | Sequence[int]) -> list[list[int]]:

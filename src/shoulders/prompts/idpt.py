@@ -75,7 +75,7 @@ class IDPTConfig(ModuleConfig):
 class InputDependentPrompt(SoftPromptModule):
     module_type = "idpt"
     config_class = IDPTConfig
-    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True)
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, prompt_embeds=True)
 
     def __init__(self, config: IDPTConfig, encoder: FrozenEncoder, lm_hidden: int, out_std: float = 1.0):
         super().__init__(config)

@@ -41,7 +41,8 @@ class PromptTuningConfig(ModuleConfig, PromptSpec):
 class PromptTuning(SoftPromptModule):
     module_type = "prompt_tuning"
     config_class = PromptTuningConfig
-    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, single_prompt=True, peft_type="PROMPT_TUNING")
+    capabilities = ModuleCapabilities(batchable=True, reader_prompt=True, single_prompt=True, peft_type="PROMPT_TUNING",
+                                      prompt_embeds=True)
 
     def __init__(self, config: PromptTuningConfig, hidden_size: int):
         super().__init__(config)

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 
 from shoulders.backbone.generation import GenerationConfig
 from shoulders.data.examples import Example
-from shoulders.modules.base import ModuleConfig, SoftPromptModule, StrictModel
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule, StrictModel
 from shoulders.modules.registry import module_class, types_with
 from shoulders.reader import pipeline
 from shoulders.reader.packing import PackingConfig
@@ -106,6 +106,7 @@ class ReaderConfig(ModuleConfig):
 class Reader(SoftPromptModule):
     module_type = "reader"
     config_class = ReaderConfig
+    capabilities = ModuleCapabilities(prompt_embeds=True)  # when its inner prompt's type declares it too
 
     def __init__(self, config: ReaderConfig, prompt_module):
         super().__init__(config)
