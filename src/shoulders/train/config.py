@@ -27,6 +27,15 @@ class BackboneConfig(StrictModel):
     device_map: str | None = Field(None, description="'auto' shards the backbone over visible devices")
     trust_remote_code: bool = Field(False, description="run model code from the hub; off unless you trust it")
     gradient_checkpointing: bool = Field(False, description="recompute backbone activations in backward to save memory")
+    fsdp: bool = Field(False, description="shard the frozen weights across processes (FSDP2): each holds 1/N, the "
+                                          "module stays whole on each; needs torchrun or accelerate launch (one "
+                                          "process loads the whole backbone, with a warning)")
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self):
+        if self.fsdp and self.device_map is not None:
+            raise ValueError("backbone.fsdp and backbone.device_map both split the backbone: set one of them")
+        return self
 
 
 class TaskConfig(StrictModel):
@@ -99,6 +108,9 @@ class TrainConfig(StrictModel):
 
         if self.method not in MODULE_TYPES:
             raise ValueError(f"unknown method {self.method!r}: expected one of {sorted(MODULE_TYPES)}")
+        if self.method == "finetune" and self.backbone.fsdp:
+            raise ValueError("method finetune trains the backbone's own weights; backbone.fsdp shards a frozen "
+                             "backbone only")
         return self
 
     def module_config(self):

@@ -1,7 +1,8 @@
 """Train any module on a frozen backbone: one loop for every module type.
 
 accelerate underneath (device placement, data parallelism, gradient sync of the module
-only); a seeded multi-task mixture; AdamW with warm-up and decay; periodic dev
+only), with the frozen backbone optionally sharded across the processes (`backbone.fsdp`,
+train/fsdp.py); a seeded multi-task mixture; AdamW with warm-up and decay; periodic dev
 evaluation with best-module saving; exact resume from the newest checkpoint.
 """
 from __future__ import annotations
@@ -60,19 +61,35 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, backbone: FrozenLM | None = None, tasks: Sequence[Task] | None = None,
                  module=None, progress: bool = True, accelerator=None):
         from accelerate import Accelerator
+        from accelerate.utils import DistributedType
 
         self.config = config
         self.acc = accelerator or Accelerator(cpu=config.backbone.device == "cpu")
+        if self.acc.distributed_type == DistributedType.FSDP:
+            raise ConfigError("an accelerate FSDP config shards the trained module, not the backbone: use a "
+                              "multi-GPU (DDP) accelerate config and set backbone.fsdp: true")
         self.progress = progress and self.acc.is_main_process
         torch.manual_seed(config.train.seed)
-        if backbone is None:
-            bc = config.backbone
-            device = self.acc.device if bc.device == "auto" else bc.device
+        bc = config.backbone
+        device = self.acc.device if bc.device == "auto" else bc.device
+        shard = bc.fsdp and torch.distributed.is_available() and torch.distributed.is_initialized()
+        if bc.fsdp and not shard:
+            log.warning("backbone.fsdp: a single process, nothing to shard: the whole backbone is loaded")
+        if shard:
+            from shoulders.train import fsdp
+
+            if backbone is not None:
+                backbone = fsdp.shard_backbone(backbone, device, trust_remote_code=bc.trust_remote_code)
+            else:
+                backbone = fsdp.load_sharded(bc.name_or_path, device=device, dtype=bc.dtype,
+                                             trust_remote_code=bc.trust_remote_code)
+        elif backbone is None:
             backbone = FrozenLM.from_pretrained(
                 bc.name_or_path, dtype=bc.dtype, device=None if bc.device_map else device,
                 device_map=bc.device_map, trust_remote_code=bc.trust_remote_code,
             )
         self.backbone = backbone
+        self.sharded = bool(shard)  # every process then runs every forward (each one gathers weights)
         if config.backbone.gradient_checkpointing:
             from shoulders.backbone.checkpointing import enable_gradient_checkpointing
 
@@ -85,6 +102,14 @@ class Trainer:
             raise ConfigError(f"tasks without training examples (no `train` file): {missing}")
         self.module = module or module_class(config.method).build(config.module_config(), backbone)
         self.module.to(backbone.device)
+        self.shards = None
+        if self.sharded:
+            from shoulders.train.fsdp import shard_sizes
+
+            sizes, total = shard_sizes(backbone)
+            self.shards = {"processes": len(sizes), "backbone_parameters": total, "local_parameters": sizes}
+            log.info("backbone sharded over %d processes: local shards hold %s of %d parameters", len(sizes),
+                     ", ".join(f"{n} ({n / total:.1%})" for n in sizes), total)
         self.out = Path(config.output_dir)
         if (self.out / "module.json").is_file():  # checkpoints/, best/, final/ would land inside a saved module
             raise ConfigError(f"{self.out}: output_dir is a saved module directory (it holds module.json); give the "
@@ -156,6 +181,9 @@ class Trainer:
                             existing[-1], start, t.steps)
             else:
                 log.info("resumed from %s (step %d of %d)", existing[-1], start, t.steps)
+        history.pop("fsdp", None)  # this run's split, not the one a resumed checkpoint recorded
+        if self.shards:
+            history["fsdp"] = self.shards
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -184,13 +212,16 @@ class Trainer:
             done = step + 1
             bar.update(1)
             if done % t.log_every == 0 or done == t.steps:
+                if self.acc.num_processes > 1:  # the loss DDP optimises: the mean of the processes' losses
+                    total = self.acc.reduce(torch.tensor(total, device=self.acc.device), "mean").item()
                 history["train"].append({"step": done, "loss": total, "lr": scheduler.get_last_lr()[0],
                                          "elapsed_s": time.perf_counter() - started})
                 bar.set_postfix(loss=f"{total:.3f}")
             evaluating = (t.eval_every and done % t.eval_every == 0) or done == t.steps
             if evaluating and any(x.dev for x in self.tasks):
-                if self.acc.is_main_process:
+                if self.acc.is_main_process or self.sharded:
                     result = self._evaluate()
+                if self.acc.is_main_process:
                     history["eval"].append({"step": done, **result})
                     bar.set_postfix(loss=f"{total:.3f}", dev=f"{result['average']:.1f}")
                     if best_score is None or result["average"] > best_score:
