@@ -7,7 +7,8 @@ import pytest
 
 from shoulders.experiments import demo
 
-DELAY = {"toy-small": 0.2, "toy-large": 2.0}
+DELAY = {"toy-small": 0.2, "toy-large": 1.0}
+PART_S = 0.5  # each fake multitask run: six of them outlast toy-large's delay on one worker
 
 
 def fake_backbone(seed, quick, cache_dir, name, progress):
@@ -18,42 +19,71 @@ def fake_backbone(seed, quick, cache_dir, name, progress):
 def fake_section(name, seed, quick, seeds, out, small, large, progress, multitask_steps=None):
     started = time.time()
     time.sleep(0.1)
-    return {"wall_s": 0.1, "started_at": started, "small": small, "large": large, "seeds": seeds,
-            "multitask_steps": multitask_steps}
+    return {"wall_s": 0.1, "started_at": started, "small": small, "large": large, "seeds": seeds}
+
+
+def fake_part(seed, quick, method, module_seed, measure_overhead, out, small, progress, multitask_steps=None):
+    started = time.time()
+    time.sleep(PART_S)
+    return {"wall_s": PART_S, "started_at": started, "small": small, "task_names": ["t"],
+            "multitask_steps": multitask_steps, "measure_overhead": measure_overhead}
+
+
+def fake_chance(seed, quick):
+    return {"chance": {"seed": seed}}
+
+
+def fake_assemble(runs, task_names, backbone_path, *, seeds, **kwargs):
+    return {"runs": {f"{m}-{s}": r for (m, s), r in runs.items()}, "seeds": seeds}
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    from shoulders.experiments import multitask
+
+    monkeypatch.setattr(demo, "_backbone_job", fake_backbone)
+    monkeypatch.setattr(demo, "run_section", fake_section)
+    monkeypatch.setattr(demo, "multitask_part_job", fake_part)
+    monkeypatch.setattr(demo, "_chance", fake_chance)
+    monkeypatch.setattr(multitask, "assemble_multitask", fake_assemble)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
-def test_experiments_start_when_their_backbones_are_ready(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "_backbone_job", fake_backbone)
-    monkeypatch.setattr(demo, "run_section", fake_section)
+def test_experiments_start_when_their_backbones_are_ready(fakes, tmp_path):
     cfg = demo.DemoConfig(seed=3, out=tmp_path, seeds=2, jobs=2, progress=False)
-    backbones, sections = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    backbones, sections, chance = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
     assert list(backbones) == ["toy-small", "toy-large"] and set(sections) == set(demo.SECTIONS)
+    assert chance == {"chance": {"seed": 3}}
     large_ready = backbones["toy-large"]["ready_at"]
-    # toy-small alone is enough for these two: one of them runs while toy-large pre-trains
-    assert min(sections[s]["started_at"] for s in ("reader", "multitask")) < large_ready
-    # recursion compares the two backbones: it waits for toy-large and gets both paths
+    runs = sections["multitask"]["runs"]
+    # one job per (method, seed), assembled once all are back; the overhead is timed on the last seed's ID-PT
+    assert set(runs) == {f"{m}-{s}" for m in ("prompt_tuning", "idpt", "finetune") for s in (3, 4)}
+    assert [k for k, r in runs.items() if r["measure_overhead"]] == ["idpt-4"]
+    assert sections["multitask"]["wall_s"] == pytest.approx(6 * PART_S)
+    # toy-small alone is enough for these two: they run while toy-large pre-trains
+    assert sections["reader"]["started_at"] < large_ready
+    assert min(r["started_at"] for r in runs.values()) < large_ready
+    # recursion compares the two backbones: it waits for toy-large and gets both paths ...
     assert sections["recursion"]["started_at"] >= large_ready
     assert (sections["recursion"]["small"], sections["recursion"]["large"]) == ("/cache/toy-small", "/cache/toy-large")
-    assert all(sections[s]["seeds"] == [3, 4] for s in demo.SECTIONS)
+    # ... and, the longest ready job, it goes before multitask runs that were ready earlier
+    assert sections["recursion"]["started_at"] < max(r["started_at"] for r in runs.values())
+    assert sections["reader"]["seeds"] == sections["recursion"]["seeds"] == sections["multitask"]["seeds"] == [3, 4]
     assert "backbones_s" in cfg.timings
 
 
-def test_only_some_sections(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "_backbone_job", fake_backbone)
-    monkeypatch.setattr(demo, "run_section", fake_section)
+def test_only_some_sections(fakes, tmp_path):
     cfg = demo.DemoConfig(out=tmp_path, sections=("reader",), jobs=2, progress=False)
-    backbones, sections = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    backbones, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
     assert set(sections) == {"reader"} and set(backbones) == {"toy-small", "toy-large"}
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
-def test_multitask_steps_reach_the_workers(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "_backbone_job", fake_backbone)
-    monkeypatch.setattr(demo, "run_section", fake_section)
-    cfg = demo.DemoConfig(out=tmp_path, sections=("multitask",), jobs=2, progress=False, multitask_steps=960)
-    _, sections = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
-    assert sections["multitask"]["multitask_steps"] == 960
+def test_multitask_steps_reach_the_workers(fakes, tmp_path):
+    cfg = demo.DemoConfig(out=tmp_path, sections=("multitask",), jobs=2, progress=False, multitask_steps=960,
+                          seeds=1)
+    _, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    assert {r["multitask_steps"] for r in sections["multitask"]["runs"].values()} == {960}
 
 
 @pytest.mark.parametrize("quick", [False, True])

@@ -54,19 +54,41 @@ class DemoConfig:
         return list(range(self.seed, self.seed + n))
 
 
+_WORKER: dict = {}  # what a pool worker process loaded, kept for its next jobs (see `_in_worker`)
+
+
+def _in_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
+
+
+def _world_data(seed: int, quick: bool):
+    """The world's data; a pool worker keeps it for its next jobs (building it takes
+    10-20 s, and every job needs it). The main process always builds it afresh."""
+    from shoulders.toyworld import load_world_data
+
+    if not _in_worker():
+        return load_world_data(seed, quick=quick)
+    key = ("world", seed, quick)
+    if key not in _WORKER:
+        _WORKER[key] = load_world_data(seed, quick=quick)
+    return _WORKER[key]
+
+
 def _backbone_job(seed: int, quick: bool, cache_dir: str | None, name: str, progress: bool) -> dict:
     """Pre-train (or reuse) one backbone and measure what it knows: few-shot closed-book
     EM. A top-level function so a worker process can run it."""
     import torch
 
-    from shoulders.toyworld import ensure_backbones, fewshot_eval, load_world_data
+    from shoulders.toyworld import ensure_backbones, fewshot_eval
     from shoulders.toyworld.reading import induction_ratio, reading_probe_eval
 
     torch.set_num_threads(THREADS)
     path = ensure_backbones(seed, quick=quick, cache_dir=cache_dir, names=(name,), progress=progress,
                             threads=THREADS)[name]
     stats = json.loads((Path(path) / "pretrain.json").read_text())
-    data = load_world_data(seed, quick=quick)
+    data = _world_data(seed, quick)
     cb = data.closedbook
     res = fewshot_eval(path, cb.test, cb.train)
     reading = reading_probe_eval(path, data.world, split="test")
@@ -78,10 +100,10 @@ def _backbone_job(seed: int, quick: bool, cache_dir: str | None, name: str, prog
             "precision": stats.get("precision", "fp32")}
 
 
-def _chance(cfg: "DemoConfig") -> dict:
-    from shoulders.toyworld import chance, load_world_data
+def _chance(seed: int, quick: bool) -> dict:
+    from shoulders.toyworld import chance
 
-    data = load_world_data(cfg.seed, quick=cfg.quick)
+    data = _world_data(seed, quick)
     cb = data.closedbook
     by_hops = {h: 100 * chance(data.world, [q for q in cb.test if q.meta["hops"] == h]) for h in (1, 2)}
     return {"chance": {"em_1hop": by_hops[1], "em_2hop": by_hops[2]}, "n_closed_book_test": len(cb.test)}
@@ -96,10 +118,50 @@ def _backbone_names(cfg: "DemoConfig") -> list[str]:
 # What each experiment needs: multitask and reader run on toy-small alone, so with workers
 # they start as soon as toy-small is ready, while toy-large is still pre-training.
 NEEDS = {"multitask": ("toy-small",), "reader": ("toy-small",), "recursion": ("toy-small", "toy-large")}
-# Submission order once an experiment's backbones are ready (the pool runs jobs in this order
-# as workers free up): the short reader first, so recursion can follow it on the same worker
-# while multitask, the longest, takes the other.
-PRIORITY = ("reader", "multitask", "recursion")
+# Minutes each job took in the idle full run (2-core AMD EPYC, bf16; results.json timing):
+# the pool starts the longest ready job first whenever a worker frees up, so no long job is
+# left to run alone at the end. Multitask runs as one job per (method, seed).
+MINUTES = {"reader": 7.6, "recursion": 12.2, "multitask:prompt_tuning": 2.0, "multitask:idpt": 2.7,
+           "multitask:finetune": 1.9, "chance": 0.1}
+
+
+def _multitask_budget(quick: bool, steps: int | None):
+    """The multitask budget with `steps` in place of its step count (None: the budget as is)."""
+    from dataclasses import replace
+
+    from shoulders.experiments.multitask import FULL, QUICK
+
+    return replace(QUICK if quick else FULL, steps=steps) if steps else None
+
+
+def multitask_part_job(seed: int, quick: bool, method: str, module_seed: int, measure_overhead: bool, out: str,
+                       small: str, progress: bool, multitask_steps: int | None = None) -> dict:
+    """One (method, seed) run of the multitask comparison in a worker process; the worker
+    keeps the frozen backbone and encoder it loaded for its next runs (both are frozen)."""
+    import torch
+
+    from shoulders.experiments.multitask import run_multitask_part
+
+    torch.set_num_threads(THREADS)
+    data = _world_data(seed, quick)
+    start = time.perf_counter()
+    loaded = _WORKER.setdefault(("multitask", small), {})
+    if "lm" not in loaded:
+        from shoulders.backbone import FrozenLM
+
+        loaded["lm"] = FrozenLM.from_pretrained(small, dtype="float32", device="auto")
+    if method == "idpt" and "encoder" not in loaded:
+        from shoulders.experiments.multitask import METHODS
+        from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
+
+        name = METHODS["idpt"]["module"].get("encoder", DEFAULT_ENCODER)
+        loaded["encoder"] = FrozenEncoder.from_pretrained(name, device=loaded["lm"].device)
+    run = run_multitask_part(data.tasks, small, method, module_seed, quick=quick, out_dir=Path(out) / "multitask",
+                             progress=progress, budget=_multitask_budget(quick, multitask_steps),
+                             measure_overhead=measure_overhead, lm=loaded["lm"], encoder=loaded.get("encoder"))
+    run["wall_s"] = time.perf_counter() - start
+    run["task_names"] = [t.name for t in data.tasks]
+    return json.loads(json.dumps(run, default=str))
 
 
 def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str | None,
@@ -108,17 +170,13 @@ def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, s
     `multitask_steps` replaces the multitask budget's step count (the other fields stay)."""
     import torch
 
-    from shoulders.toyworld import load_world_data
-
     torch.set_num_threads(THREADS)
-    data = load_world_data(seed, quick=quick)
+    data = _world_data(seed, quick)
     start = time.perf_counter()
     if name == "multitask":
-        from dataclasses import replace
+        from shoulders.experiments.multitask import run_multitask
 
-        from shoulders.experiments.multitask import FULL, QUICK, run_multitask
-
-        budget = replace(QUICK if quick else FULL, steps=multitask_steps) if multitask_steps else None
+        budget = _multitask_budget(quick, multitask_steps)
         section = run_multitask(data.tasks, small, seeds=seeds, quick=quick, out_dir=Path(out) / "multitask",
                                 progress=progress, budget=budget)
     elif name == "reader":
@@ -149,7 +207,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                      "module_seeds": cfg.module_seeds}
     names = _backbone_names(cfg)
     if cfg.jobs > 1:
-        backbones, sections = _run_pool(cfg, names, out, t0)
+        backbones, sections, chance_info = _run_pool(cfg, names, out, t0)
     else:
         backbones = {n: _backbone_job(cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress) for n in names}
         cfg.timings["backbones_s"] = time.perf_counter() - t0
@@ -158,7 +216,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                                    cfg.multitask_steps)
                     for s in cfg.sections}
     results["backbones"] = backbones
-    results.update(_chance(cfg))
+    results.update(chance_info if cfg.jobs > 1 else _chance(cfg.seed, cfg.quick))
     for s in SECTIONS:
         if s in sections:
             results[s] = sections[s]
@@ -172,31 +230,72 @@ def run_demo(cfg: DemoConfig) -> dict:
     return results
 
 
-def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[dict, dict]:
-    """Backbones and experiments in `cfg.jobs` worker processes, each experiment submitted
-    as soon as the backbones it needs are ready (`NEEDS`, in `PRIORITY` order)."""
+def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[dict, dict, dict]:
+    """Backbones and experiments in `cfg.jobs` worker processes. An experiment becomes ready
+    when the backbones it needs are (`NEEDS`); whenever a worker is free it takes the
+    longest ready job (`MINUTES`). Multitask runs as one job per (method, seed) and is
+    assembled here when its last run is back. Returns backbones, sections, chance."""
     from concurrent.futures import FIRST_COMPLETED, wait
+
+    from shoulders.experiments.multitask import assemble_multitask, multitask_parts
 
     backbones: dict = {}
     sections: dict = {}
+    chance_info: dict = {}
+    parts: dict = {}
+    seeds = cfg.module_seeds
+    waiting = [s for s in SECTIONS if s in cfg.sections] + ["chance"]
+    ready: list[tuple[str, tuple]] = []  # (MINUTES key, job key) not yet submitted
     with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
         pending = {pool.submit(_backbone_job, cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress): ("backbone", n)
                    for n in names}
-        waiting = [s for s in PRIORITY if s in cfg.sections]
-        while pending:
+
+        def submit(job: tuple) -> None:
+            small, large = backbones["toy-small"]["path"], backbones.get("toy-large", {}).get("path")
+            if job[0] == "chance":
+                future = pool.submit(_chance, cfg.seed, cfg.quick)
+            elif job[0] == "multitask":
+                method, seed = job[1:]
+                future = pool.submit(multitask_part_job, cfg.seed, cfg.quick, method, seed,
+                                     method == "idpt" and seed == seeds[-1],
+                                     str(out), small, cfg.progress, cfg.multitask_steps)
+            else:
+                future = pool.submit(run_section, job[0], cfg.seed, cfg.quick, seeds, str(out), small, large,
+                                     cfg.progress, cfg.multitask_steps)
+            pending[future] = job
+
+        while pending or ready:
+            for s in [s for s in waiting if all(n in backbones for n in NEEDS.get(s, ("toy-small",)))]:
+                waiting.remove(s)
+                if s == "multitask":
+                    ready += [(f"multitask:{m}", ("multitask", m, seed)) for m, seed in multitask_parts(seeds)]
+                else:
+                    ready.append((s, (s,)))
+            while ready and len(pending) < cfg.jobs:
+                job = max(ready, key=lambda r: MINUTES.get(r[0], 1.0))
+                ready.remove(job)
+                submit(job[1])
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                kind, name = pending.pop(future)
-                (backbones if kind == "backbone" else sections)[name] = future.result()
+                job = pending.pop(future)
+                if job[0] == "backbone":
+                    backbones[job[1]] = future.result()
+                elif job[0] == "chance":
+                    chance_info = future.result()
+                elif job[0] == "multitask":
+                    parts[job[1:]] = future.result()
+                else:
+                    sections[job[0]] = future.result()
             if len(backbones) == len(names) and "backbones_s" not in cfg.timings:
                 cfg.timings["backbones_s"] = time.perf_counter() - t0
-            for s in [s for s in waiting if all(n in backbones for n in NEEDS[s])]:
-                waiting.remove(s)
-                large = backbones.get("toy-large", {}).get("path")
-                args = (s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), backbones["toy-small"]["path"], large,
-                        cfg.progress, cfg.multitask_steps)
-                pending[pool.submit(run_section, *args)] = ("section", s)
-    return {n: backbones[n] for n in names}, sections
+    if parts:
+        first = next(iter(parts.values()))
+        section = assemble_multitask(parts, first["task_names"], backbones["toy-small"]["path"], seeds=seeds,
+                                     quick=cfg.quick, out_dir=out / "multitask",
+                                     budget=_multitask_budget(cfg.quick, cfg.multitask_steps))
+        section["wall_s"] = sum(p["wall_s"] for p in parts.values())  # worker time, summed over the runs
+        sections["multitask"] = json.loads(json.dumps(section, default=str))
+    return {n: backbones[n] for n in names}, sections, chance_info
 
 
 def _rel(path: str | None, out: Path) -> str:

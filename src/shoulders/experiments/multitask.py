@@ -212,55 +212,105 @@ def table_markdown(section: dict) -> str:
     return "\n".join(lines)
 
 
+def _specs(methods: dict[str, dict] | None) -> dict[str, dict]:
+    return {m: s for m, s in {**METHODS, **(methods or {})}.items() if s is not None}
+
+
+def multitask_parts(seeds: list[int], methods: dict[str, dict] | None = None) -> list[tuple[str, int]]:
+    """The (method, seed) runs a multitask comparison is made of, in the order they are
+    reported. Each is self-contained (its own seed, a fresh encoder cache), so they can run
+    in any order or process and give the same numbers."""
+    specs = _specs(methods)
+    return [(m, seed) for seed in seeds for m in ORDER if m in specs]
+
+
+def run_multitask_part(tasks: list[Task], backbone_path: str, method: str, seed: int, *, quick: bool, out_dir: Path,
+                       encoder_path: str | None = None, progress: bool = True, methods: dict[str, dict] | None = None,
+                       budget: Budget | None = None, measure_overhead: bool = False, lm=None,
+                       encoder=None) -> dict:
+    """One (method, seed) run of `run_multitask`: trained, selected on dev, scored on test.
+    Returns plain JSON (the trained module is dropped); `measure_overhead` adds the ID-PT
+    inference cost (`idpt_overhead`), which the comparison reports for its last seed.
+    `lm` / `encoder`: already loaded frozen backbone / ID-PT encoder to reuse (else loaded)."""
+    from shoulders.backbone import FrozenLM
+    from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
+    from shoulders.prompts.idpt import IDPTConfig
+
+    budget = budget or (QUICK if quick else FULL)
+    spec = _specs(methods)[method]
+    if lm is None:
+        lm = FrozenLM.from_pretrained(backbone_path, dtype="float32", device="auto")
+    if method != "idpt":
+        encoder = None
+    else:
+        encoder_path = encoder_path or spec["module"].get("encoder", DEFAULT_ENCODER)
+        if encoder is None:
+            encoder = FrozenEncoder.from_pretrained(encoder_path, device=lm.device)
+        encoder.disable_cache()  # a fresh cache per run: no run depends on which ran before it
+        if IDPTConfig.model_validate(spec["module"]).encoder_prompt_length == 0:
+            encoder.enable_cache()  # nothing learned before the encoder: encode each input once per run
+    run = run_one(method, spec, tasks, lm, backbone_path=backbone_path, seed=seed, budget=budget,
+                  out=Path(out_dir) / "runs" / f"{method}-seed{seed}", encoder=encoder, encoder_path=encoder_path,
+                  progress=progress)
+    module = run.pop("module")  # a fine-tuned copy is a whole LM: never kept
+    if measure_overhead and method == "idpt":
+        probe = [t.test[i % len(t.test)] for i, t in zip(range(32), tasks * 32)]
+        if encoder is not None:
+            encoder.disable_cache()  # time the real encoder pass, as at inference on new inputs
+        run["idpt_overhead"] = idpt_overhead(module, lm, probe)
+    return run
+
+
+def assemble_multitask(runs: dict[tuple[str, int], dict], task_names: list[str], backbone_path: str, *,
+                       seeds: list[int], quick: bool, out_dir: Path, encoder_path: str | None = None,
+                       methods: dict[str, dict] | None = None, budget: Budget | None = None) -> dict:
+    """The demo's `multitask` section from the runs of `multitask_parts` (keyed by
+    (method, seed)): means and stds over seeds, the dev-curve figure
+    (`multitask_dev_curve.png`) and the table (`multitask_table.md`) under `out_dir`."""
+    from shoulders.prompts.encoders import DEFAULT_ENCODER
+
+    out_dir = Path(out_dir)
+    budget = budget or (QUICK if quick else FULL)
+    specs = _specs(methods)
+    section: dict = {m: aggregate([runs[(m, s)] for s in seeds]) for m in ORDER if m in specs}
+    last = runs.get(("idpt", seeds[-1]), {})
+    if "idpt_overhead" in last:
+        section["idpt_overhead"] = last["idpt_overhead"]
+    plot_dev_curves(section, out_dir / "multitask_dev_curve.png")
+    section["table_markdown"] = table_markdown(section)
+    atomic_write_text(out_dir / "multitask_table.md", section["table_markdown"] + "\n")
+    if "idpt" in specs:
+        encoder_path = encoder_path or specs["idpt"]["module"].get("encoder", DEFAULT_ENCODER)
+    section["setup"] = {"seeds": list(seeds), "quick": quick, "backbone": str(backbone_path), "encoder": encoder_path,
+                        "budget": asdict(budget), "methods": specs, "tasks": list(task_names)}
+    section["figure"] = str(out_dir / "multitask_dev_curve.png")
+    return section
+
+
 def run_multitask(tasks: list[Task], backbone_path: str, *, seeds: list[int], quick: bool, out_dir: Path,
                   encoder_path: str | None = None, progress: bool = True, methods: dict[str, dict] | None = None,
                   budget: Budget | None = None) -> dict:
     """Train and test the three methods per seed; returns the demo's `multitask` section.
 
     `methods` overrides entries of `METHODS` (and may leave methods out); `budget`
-    overrides the FULL / QUICK budget. Writes `multitask_dev_curve.png` and
-    `multitask_table.md` under `out_dir`; the returned dict also holds the table
-    (`table_markdown`) and the run's setup.
+    overrides the FULL / QUICK budget. Runs every `multitask_parts` run in this process,
+    then `assemble_multitask` (the demo's workers run the parts apart, with the same numbers).
     """
     from shoulders.backbone import FrozenLM
     from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
-    from shoulders.prompts.idpt import IDPTConfig
 
-    out_dir = Path(out_dir)
-    budget = budget or (QUICK if quick else FULL)
-    specs = {m: s for m, s in {**METHODS, **(methods or {})}.items() if s is not None}
     lm = FrozenLM.from_pretrained(backbone_path, dtype="float32", device="auto")
     encoder = None
-    if "idpt" in specs:
-        name = encoder_path or specs["idpt"]["module"].get("encoder", DEFAULT_ENCODER)
-        encoder = FrozenEncoder.from_pretrained(name, device=lm.device)  # loaded once, shared by the seeds
-        if IDPTConfig.model_validate(specs["idpt"]["module"]).encoder_prompt_length == 0:
-            encoder.enable_cache()  # nothing learned before the encoder: encode each input once
-        encoder_path = name
-    runs: dict[str, list[dict]] = {m: [] for m in ORDER if m in specs}
-    last_idpt = None
-    for seed in seeds:
-        for method in runs:
-            run = run_one(method, specs[method], tasks, lm, backbone_path=backbone_path, seed=seed, budget=budget,
-                          out=out_dir / "runs" / f"{method}-seed{seed}", encoder=encoder, encoder_path=encoder_path,
-                          progress=progress)
-            module = run.pop("module")  # drop trained modules (a fine-tuned copy is a whole LM)
-            last_idpt = module if method == "idpt" else last_idpt
-            runs[method].append(run)
-    section: dict = {m: aggregate(r) for m, r in runs.items()}
-    if last_idpt is not None:
-        probe = [t.test[i % len(t.test)] for i, t in zip(range(32), tasks * 32)]
-        if encoder is not None:
-            encoder.disable_cache()  # time the real encoder pass, as at inference on new inputs
-        section["idpt_overhead"] = idpt_overhead(last_idpt, lm, probe)
-    plot_dev_curves(section, out_dir / "multitask_dev_curve.png")
-    section["table_markdown"] = table_markdown(section)
-    atomic_write_text(out_dir / "multitask_table.md", section["table_markdown"] + "\n")
-    section["setup"] = {"seeds": list(seeds), "quick": quick, "backbone": str(backbone_path), "encoder": encoder_path,
-                        "budget": asdict(budget), "methods": specs, "tasks": [t.name for t in tasks]}
-    section["figure"] = str(out_dir / "multitask_dev_curve.png")
-    return section
+    if "idpt" in _specs(methods):  # loaded once, shared by the seeds
+        encoder_path = encoder_path or _specs(methods)["idpt"]["module"].get("encoder", DEFAULT_ENCODER)
+        encoder = FrozenEncoder.from_pretrained(encoder_path, device=lm.device)
+    runs = {(m, s): run_multitask_part(tasks, backbone_path, m, s, quick=quick, out_dir=out_dir,
+                                       encoder_path=encoder_path, progress=progress, methods=methods, budget=budget,
+                                       measure_overhead=s == seeds[-1], lm=lm, encoder=encoder)
+            for m, s in multitask_parts(seeds, methods)}
+    return assemble_multitask(runs, [t.name for t in tasks], backbone_path, seeds=seeds, quick=quick, out_dir=out_dir,
+                              encoder_path=encoder_path, methods=methods, budget=budget)
 
 
-__all__ = ["Budget", "FULL", "QUICK", "METHODS", "run_multitask", "run_one", "aggregate", "table_markdown",
-           "idpt_overhead"]
+__all__ = ["Budget", "FULL", "QUICK", "METHODS", "run_multitask", "multitask_parts", "run_multitask_part",
+           "assemble_multitask", "run_one", "aggregate", "table_markdown", "idpt_overhead"]
