@@ -96,3 +96,34 @@ def test_multi_question_drills_ask_each_subject_of_its_own_passage():
             answer = q.split("\t")[0].split(" A: ")[1]
             own = [p for p in passages if subject in p]
             assert len(own) == 1 and answer in own[0], (q, passages)
+
+
+def test_assoc_recall_drills_repeat_each_asked_subject_with_its_own_object():
+    import random
+
+    from shoulders.toyworld import build_world
+    from shoulders.toyworld.reading import assoc_recall_drill, name_pools
+
+    world = build_world(0, "tiny")
+    pools, rng = name_pools(world, "corpus", 200), random.Random(0)
+    for _ in range(50):
+        table, queries = assoc_recall_drill(world, pools, rng).split("\n")
+        pairs = [p.split(": ") for p in table.split(": ", 1)[1].rstrip(".").split(". ")]
+        asked = [q.split(": ") for q in queries.split(": ", 1)[1].rstrip(".").split(". ")]
+        assert 3 <= len(pairs) <= 6 and 2 <= len(asked) <= min(4, len(pairs))
+        keys = [k for k, _ in pairs]
+        assert len(set(keys)) == len(keys) and len({k for k, _ in asked}) == len(asked)
+        assert all(dict(pairs)[k] == v for k, v in asked), (table, queries)
+
+
+def test_assoc_recall_drills_only_when_asked_for():
+    import re
+
+    from shoulders.toyworld import CorpusConfig, build_corpus, build_world
+
+    world = build_world(0, "tiny")
+    cfg = CorpusConfig.quick()
+    drill = re.compile(r"^(Table|Index|Pairs): [^\n]*\n(Lookup|Find|Recall): ")
+    assert not any(drill.match(d) for d in build_corpus(world, cfg))
+    cfg.assoc_recall = 5
+    assert sum(bool(drill.match(d)) for d in build_corpus(world, cfg)) == 5 * cfg.n_passes

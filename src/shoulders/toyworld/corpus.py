@@ -53,6 +53,10 @@ class CorpusConfig:
     # Multi-question drills per pass (None = 0): 2-3 passages, then a question about each of
     # 2-3 of their subjects (reading.multi_question_drill); only the name tells which passage answers.
     multi_question: int | None = None
+    # Associative-recall drills per pass (None = 0): invented subjects paired with objects,
+    # then some subjects again with their objects (reading.assoc_recall_drill): the subject
+    # match alone, in a few dozen tokens.
+    assoc_recall: int | None = None
     # Invented last names / brands the drills draw from. A small pool turns every name into
     # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
     reading_names: int = 1000
@@ -166,6 +170,7 @@ def _one_pass(world: World, cfg: CorpusConfig, rng: random.Random, used: set[str
                        for _ in range(rng.randint(*cfg.reading_items_per_doc))) for _ in range(cfg.unseen_reading)]
     docs += [reading.copy_drill(world, pools, rng) for _ in range(cfg.copy_spans)]
     docs += [reading.multi_question_drill(world, pools, rng) for _ in range(cfg.multi_question or 0)]
+    docs += [reading.assoc_recall_drill(world, pools, rng) for _ in range(cfg.assoc_recall or 0)]
     rng.shuffle(docs)
     return docs
 
@@ -176,7 +181,8 @@ def build_corpus(world: World, cfg: CorpusConfig | None = None) -> list[str]:
     rng = random.Random(f"corpus-{world.seed}")
     # Fiction drills invent names too: never the probe's, or the probe would not be unseen text.
     used = world_stems(world) | reading.probe_stems(world)
-    pools = reading.name_pools(world, "corpus", cfg.reading_names) if cfg.unseen_reading or cfg.copy_spans or cfg.multi_question else None
+    pools = reading.name_pools(world, "corpus", cfg.reading_names) if (cfg.unseen_reading or cfg.copy_spans or cfg.multi_question
+                                                                         or cfg.assoc_recall) else None
     docs: list[str] = []
     for _ in range(cfg.n_passes):
         docs += _one_pass(world, cfg, rng, used, pools)

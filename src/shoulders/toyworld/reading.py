@@ -198,6 +198,26 @@ def multi_question_drill(world: World, pools: NamePools, rng: random.Random, n_p
     return "\n".join(lines)
 
 
+def assoc_recall_drill(world: World, pools: NamePools, rng: random.Random, n_pairs: tuple[int, int] = (3, 6),
+                       n_queries: tuple[int, int] = (2, 4)) -> str:
+    """Invented subjects of one kind paired with objects of one relation, then some of the
+    subjects again, each followed by its object (multi-query associative recall).
+
+    The reader's multi-passage windows need the question's subject matched to its passage;
+    here nothing but that match predicts a value (every value is an ordinary world entity of
+    the same type, and the keys are multi-token unseen names), in a few dozen tokens rather
+    than a window of passages, so nearly every value token needs the match.
+    """
+    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    relation = rng.choice([r for r, (s, _) in RELATIONS.items() if s == kind])
+    subjects = _distinct_subjects(kind, rng.randint(*n_pairs), world, pools, rng)
+    objects = [_object(relation, world, rng) for _ in subjects]
+    asked = rng.sample(range(len(subjects)), min(len(subjects), rng.randint(*n_queries)))
+    head, ask = rng.choice((("Table", "Lookup"), ("Index", "Find"), ("Pairs", "Recall")))
+    table = " ".join(f"{s}: {o}." for s, o in zip(subjects, objects))
+    return f"{head}: {table}\n{ask}: " + " ".join(f"{subjects[i]}: {objects[i]}." for i in asked)
+
+
 def copy_drill(world: World, pools: NamePools, rng: random.Random, length: tuple[int, int] = (6, 24)) -> str:
     """A random list of invented names and words, said twice: the repeat can only be copied.
     No world entity appears: a list naming both ends of a 2-hop chain would leak it."""
