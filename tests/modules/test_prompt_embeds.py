@@ -151,6 +151,23 @@ def test_kv_prefix_and_finetuned_modules_are_refused(tmp_path):
         FullFinetune.build(FinetuneConfig(), lm).prompt_embeds(lm, ["a"])
 
 
+def test_a_backbone_that_reads_token_ids_beside_embeddings_is_refused(tmp_path, monkeypatch):
+    """Some families (gemma3n's per-layer token embeddings) read the ids too: the backbone's
+    layout then carries them, and embeddings alone would not be what the model reads."""
+    lm = _backbone(tmp_path, "gpt2")
+    module = _module("prompt_tuning", lm, None)
+    plain = lm.layout
+
+    def with_ids(prefix, ids, pad_side="right"):
+        layout = plain(prefix, ids, pad_side=pad_side)
+        layout.input_ids = torch.zeros(layout.inputs_embeds.shape[:2], dtype=torch.long)
+        return layout
+
+    monkeypatch.setattr(lm, "layout", with_ids)
+    with pytest.raises(ShouldersError, match="reads the token ids beside the input embeddings"):
+        module.prompt_embeds(lm, ["a"])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_vllm_encoding_round_trips(dtype):
     big = torch.randn(2000, 16).to(dtype)

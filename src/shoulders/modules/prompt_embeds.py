@@ -7,7 +7,8 @@ embeddings can therefore serve it with the plain backbone, given exactly what th
 reads: `prompt_embeds` returns that per input, from the steps `generate` takes
 (`SoftPromptModule.generation_inputs`: template, BOS, the cut to the window, the prefix
 before the tokens) and the backbone's own layout, in the backbone's dtype. Prefix tuning's
-per-layer keys and values, or a fine-tuned copy of the LM, are no input embeddings: refused.
+per-layer keys and values, or a fine-tuned copy of the LM, are no input embeddings: refused;
+so is a backbone whose model reads token ids beside the embeddings (its layout carries them).
 
 The encoders follow each engine's documented request format (neither engine was run here):
 
@@ -73,6 +74,10 @@ def prompt_embeds(module, backbone, inputs: Sequence, *, max_new_tokens: int | N
     if layout.kv is not None:
         raise ShouldersError(f"{module.module_type}: its prefix holds per-layer keys and values (a KV prefix), "
                              "which no input embedding can carry, although its type declares prompt_embeds")
+    if getattr(layout, "input_ids", None) is not None:  # set for families that read token ids beside embeddings
+        raise ShouldersError(f"{backbone.name_or_path}: its model reads the token ids beside the input embeddings "
+                             "(per-layer token embeddings, say), so prompt embeddings alone are not what it reads; "
+                             "serve the module with `shoulders serve`")
     rows = layout.inputs_embeds.detach()
     return [rows[i, :n].to("cpu", dtype or rows.dtype).clone() for i, n in enumerate(layout.lengths.tolist())]
 
