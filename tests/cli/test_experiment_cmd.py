@@ -28,3 +28,15 @@ def test_listed_in_top_level_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "experiment" in capsys.readouterr().out
+
+
+def test_output_flags_after_the_experiment_name_are_the_top_level_ones():
+    from shoulders.cli.experiment_cmd import hoist_output_flags
+
+    argv = ["experiment", "backbone-sweep", "--variant", "small:", "--no-progress", "-q"]
+    assert hoist_output_flags(argv) == ["--no-progress", "-q", "experiment", "backbone-sweep", "--variant", "small:"]
+    assert hoist_output_flags(["-q", "demo", "--quick"]) == ["-q", "demo", "--quick"]
+    from shoulders.cli.main import build_parser
+
+    args = build_parser().parse_args(hoist_output_flags(argv))
+    assert args.no_progress and args.quiet and args.rest == ["--variant", "small:"]

@@ -39,6 +39,21 @@ def add_parser(sub) -> None:
         ep.set_defaults(func=run, experiment=name)
 
 
+# The output flags every long command takes after its name (cli/common.py:add_output_args).
+# An experiment's flags go to its own parser untouched, so `main` moves these in front of
+# `experiment`, where the top-level parser reads them (`hoist_output_flags`).
+OUTPUT_FLAGS = ("--no-progress", "-q", "--quiet", "-v", "--verbose")
+
+
+def hoist_output_flags(argv: list[str]) -> list[str]:
+    """`shoulders experiment NAME ... --quiet` as `shoulders --quiet experiment NAME ...`."""
+    if "experiment" not in argv:
+        return argv
+    i = argv.index("experiment")
+    tail = argv[i:]
+    return argv[:i] + [a for a in tail if a in OUTPUT_FLAGS] + [a for a in tail if a not in OUTPUT_FLAGS]
+
+
 def run(args) -> int:
     module, _ = EXPERIMENTS[args.experiment]
     return int(importlib.import_module(module).main(args.rest) or 0)

@@ -116,8 +116,10 @@ def configure_output(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shoulders.cli.experiment_cmd import hoist_output_flags
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_output_flags(sys.argv[1:] if argv is None else list(argv)))
     configure_output(args)
     try:
         result = args.func(args)
