@@ -32,8 +32,6 @@ module.json records the encoder it started from. The backbone is never used.
 """
 from __future__ import annotations
 
-import os
-
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -49,6 +47,7 @@ from shoulders.prompts.encoders import DEFAULT_ENCODER, resolve_encoder_path
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, passage_text
 from shoulders.reader.retrieval.hybrid import fuse_minmax
+from shoulders.utils.progress import bar_disabled
 
 __all__ = ["RerankerConfig", "CrossEncoderReranker"]
 
@@ -220,7 +219,7 @@ class CrossEncoderReranker(SoftModule):
         b = self.config.score_batch_size
         # thousands of pairs take minutes on a CPU: show progress then (and only then)
         for s in tqdm(range(0, len(order), b), desc="re-rank pairs", unit="batch", leave=False,
-                      disable=len(order) < PROGRESS_PAIRS or os.environ.get("TQDM_DISABLE") == "1"):
+                      disable=bar_disabled() or len(order) < PROGRESS_PAIRS):
             idx = order[s:s + b]
             for i, v in zip(idx, self._forward([questions[i] for i in idx], [texts[i] for i in idx]).tolist()):
                 out[i] = v

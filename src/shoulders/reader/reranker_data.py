@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from shoulders.data.examples import Example
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, passage_text
+from shoulders.utils.progress import bar_disabled
 
 
 def _positive_ids(q: Any) -> set[str]:
@@ -112,7 +113,7 @@ def train_reranker(examples: Sequence[Example], config=None, *, steps: int | Non
     module.train()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for _ in tqdm(range(total), desc="train re-ranker", disable=not progress, leave=False):
+        for _ in tqdm(range(total), desc="train re-ranker", disable=bar_disabled(progress), leave=False):
             while len(order) < batch_size:
                 order += rng.sample(range(len(examples)), len(examples))
             batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]

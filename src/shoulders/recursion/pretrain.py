@@ -20,6 +20,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from shoulders.modules.base import StrictModel
+from shoulders.utils.progress import bar_disabled
 
 
 class LMPretrainConfig(StrictModel):
@@ -74,7 +75,7 @@ def pretrain_connector(module, backbone, texts: Sequence[str], config: LMPretrai
     was_training, losses, start = module.training, [], time.perf_counter()
     module.train()
     try:
-        for _ in tqdm(range(cfg.steps), desc="connector LM pre-training", disable=not progress, leave=False):
+        for _ in tqdm(range(cfg.steps), desc="connector LM pre-training", disable=bar_disabled(progress), leave=False):
             ctx, tgt = [], []
             for doc in (rng.choice(docs) for _ in range(cfg.batch_size)):
                 cut = int(len(doc) * rng.uniform(*cfg.context_frac))

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from shoulders.utils.fs import atomic_write_json
+from shoulders.utils.progress import bar_disabled
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         model.train()
         precision = resolve_precision(train_cfg.precision)
         tokens, first, recent = 0, None, deque(maxlen=20)  # final loss = mean of the last 20 steps
-        bar = tqdm(range(total), desc=f"pre-training {model_cfg.name}", disable=not progress, leave=False)
+        bar = tqdm(range(total), desc=f"pre-training {model_cfg.name}", disable=bar_disabled(progress), leave=False)
         for step in bar:
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
             for group in opt.param_groups:

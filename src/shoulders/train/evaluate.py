@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from shoulders.backbone.generation import GenerationConfig
 from shoulders.data.examples import Example, Task
 from shoulders.data.metrics import score
+from shoulders.utils.progress import bar_disabled
 
 
 @torch.no_grad()
@@ -20,7 +21,7 @@ def predict(module, backbone, examples: Sequence[Example], *, batch_size: int = 
     gen = GenerationConfig(max_new_tokens=max_new_tokens, stop=("\n",))
     preds: list[str] = []
     batches = range(0, len(examples), batch_size)
-    for i in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for i in tqdm(batches, desc=desc, disable=bar_disabled(progress), leave=False):
         preds.extend(module.predict(backbone, examples[i : i + batch_size], gen))
     module.train(was_training)
     return preds

@@ -28,6 +28,7 @@ from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_c
 from shoulders.train.config import ConfigError, TrainConfig
 from shoulders.train.evaluate import evaluate
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
+from shoulders.utils.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class Trainer:
             self.acc.wait_for_everyone()
 
         self.model.train()
-        bar = tqdm(total=t.steps, initial=start, desc=f"train {cfg.method}", disable=not self.progress)
+        bar = tqdm(total=t.steps, initial=start, desc=f"train {cfg.method}", disable=bar_disabled(self.progress))
         started = time.perf_counter()
         for step in range(start, t.steps):
             total = 0.0

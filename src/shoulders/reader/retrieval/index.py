@@ -25,6 +25,7 @@ from shoulders.reader.retrieval.dense import DenseConfig, DenseRetriever
 from shoulders.reader.retrieval.faiss_index import FaissConfig
 from shoulders.reader.retrieval.hybrid import HybridConfig, HybridRetriever
 from shoulders.reader.retrieval.io import atomic_dir, atomic_write_json, atomic_write_jsonl, make_readable
+from shoulders.utils.progress import bar_disabled
 
 FORMAT_VERSION = 1
 RETRIEVERS: dict[str, type[Retriever]] = {"bm25": BM25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever}
@@ -126,7 +127,8 @@ def search_batched(retriever: Retriever, queries: Sequence[str], k: int, batch_s
     """Search in batches (bounded memory, a progress bar for long question files)."""
     out: list[list[Hit]] = []
     starts = range(0, len(queries), batch_size)
-    for start in tqdm(starts, desc=f"search k={k}", unit="batch", disable=not show_progress or len(starts) < 2):
+    bar_off = bar_disabled(show_progress) or len(starts) < 2
+    for start in tqdm(starts, desc=f"search k={k}", unit="batch", disable=bar_off):
         out.extend(retriever.search(list(queries[start:start + batch_size]), k))
     return out
 
