@@ -127,3 +127,23 @@ def test_assoc_recall_drills_only_when_asked_for():
     assert not any(drill.match(d) for d in build_corpus(world, cfg))
     cfg.assoc_recall = 5
     assert sum(bool(drill.match(d)) for d in build_corpus(world, cfg)) == 5 * cfg.n_passes
+
+
+def test_assoc_recall_eval_scores_the_match_and_only_the_match(monkeypatch):
+    from shoulders.toyworld import build_world, fewshot
+    from shoulders.toyworld.reading import assoc_recall_eval
+
+    def lookup(prompt):  # the right object: the asked subject's own pair in the table
+        table, query = prompt.split("\n")
+        pairs = dict(p.split(": ") for p in table.split(": ", 1)[1].rstrip(".").split(". "))
+        return pairs[query.rsplit(". ", 1)[-1].split(": ")[-1].rstrip(":")] + ". More: x."
+
+    def first(prompt):  # the first pair's object, whatever was asked
+        return prompt.split("\n")[0].split(": ")[2].split(".")[0]
+
+    world = build_world(0, "tiny")
+    monkeypatch.setattr(fewshot, "_load", lambda path: (None, None))
+    for answer, check in ((lookup, lambda em: em == 100), (first, lambda em: 5 < em < 60)):
+        monkeypatch.setattr(fewshot, "generate_answers", lambda m, t, prompts, cfg, f=answer: [f(p) for p in prompts])
+        em = assoc_recall_eval("unused", world, n=60)
+        assert check(em), (answer.__name__, em)

@@ -65,7 +65,7 @@ def build_variant(text: str, quick: bool):
 def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
     """Knowledge (closed-book dev), reading probe (dev draw) and induction of a backbone."""
     from shoulders.toyworld import build_closedbook, build_world, fewshot_eval
-    from shoulders.toyworld.reading import induction_ratio, reading_probe_eval
+    from shoulders.toyworld.reading import assoc_recall_eval, induction_ratio, reading_probe_eval
 
     world = build_world(seed, cfg.world)
     cb = build_closedbook(world, cfg.closedbook)
@@ -79,7 +79,8 @@ def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
             "dev_fewshot_2hop": 100 * know.by_group.get("hops=2", float("nan")),
             "dev_fewshot_all": 100 * know.em, "dev_reading_em": read.em,
             "dev_reading_by_passages": read.by_passages, "dev_reading_em_k0": read0.em,
-            "dev_reading_k0_by_passages": read0.by_passages, "induction_ratio": induction_ratio(path)}
+            "dev_reading_k0_by_passages": read0.by_passages, "induction_ratio": induction_ratio(path),
+            "assoc_recall_em": assoc_recall_eval(path, world)}
 
 
 def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 8, 512), (192, 6, 768),

@@ -276,6 +276,29 @@ def reading_probe_eval(model_or_dir, world: World, n: int = 200, k: int = 2, see
                               predictions=preds)
 
 
+def assoc_recall_eval(model_or_dir, world: World, n: int = 150, seed: int = 0) -> float:
+    """% of held-out associative-recall queries (`assoc_recall_drill` on the probe's unseen
+    names) whose object the frozen backbone completes greedily, no training: the subject
+    match alone, apart from the reader's format. Chance is about 1 / (pairs in the table)."""
+    from shoulders.data.metrics import exact_match
+    from shoulders.toyworld.fewshot import FewShotConfig, _load, generate_answers
+
+    pools = name_pools(world, "probe")
+    rng = random.Random(f"assoc-probe-{world.seed}-{seed}")
+    prompts, golds = [], []
+    for _ in range(n):
+        table, queries = assoc_recall_drill(world, pools, rng).split("\n")
+        head, asked = queries.split(": ", 1)
+        pairs = asked.rstrip(".").split(". ")
+        k = rng.randrange(len(pairs))  # ask the k-th query, the ones before it shown solved
+        subject, obj = pairs[k].split(": ")
+        prompts.append(f"{table}\n{head}: " + "".join(f"{p}. " for p in pairs[:k]) + f"{subject}:")
+        golds.append(obj)
+    model, tok = _load(model_or_dir)
+    preds = generate_answers(model, tok, prompts, FewShotConfig(max_new_tokens=12))
+    return 100 * sum(float(exact_match(p.split(". ")[0].rstrip("."), g)) for p, g in zip(preds, golds)) / n
+
+
 def induction_ratio(model_or_dir, n: int = 16, length: int = 40, seed: int = 0) -> float:
     """Loss per token on the second copy of a random token sequence over the first: ~1 means
     the model cannot copy at all; an LM with induction heads goes far below 1."""
