@@ -1,11 +1,14 @@
 """Every touch of transformers' key/value cache, in one place.
 
 The rest of shoulders creates caches, pre-fills them with key/value prefixes (prefix
-tuning), reads them back, pads and concatenates two of them (continuous batching) and cuts
-leading columns only through these functions. They use `DynamicCache`'s API (`update`,
-`batch_select_indices`) and, where transformers has no method for it, its per-layer
-`keys`/`values` tensors; `tests/backbone/test_cache.py` pins every function to the
-installed transformers.
+tuning), reads them back, pads and concatenates two of them (continuous batching),
+cuts leading columns and selects rows only through these functions. They use the
+cache's own API (`update`, per-layer `batch_select_indices`, or `reorder_cache` for
+recurrent and linear-attention layers) and, where transformers has no method for it,
+the per-layer `keys`/`values` tensors. Not every family's cache is a `Cache`: RWKV's
+`state` is a list of tensors, XLNet's `mems` too; `select_rows` handles those, and
+`backbone.family` checks on each model that what it does is exact before it is used.
+`tests/backbone/test_cache.py` pins every function to the installed transformers.
 """
 from __future__ import annotations
 
@@ -14,6 +17,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# Forward keywords that hand a model its own cache back, newest name first; the model
+# returns the cache in the output field of the same name.
+CACHE_KEYWORDS = ("cache", "past_key_values", "state", "mems", "past_buckets_states")
+
+
+def returned(output, keyword: str | None):
+    """The cache a forward returned (None without one)."""
+    return getattr(output, keyword, None) if keyword else None
 
 
 def new_cache(lm):
@@ -24,6 +36,16 @@ def new_cache(lm):
         return DynamicCache(config=lm.config)
     except TypeError:  # older transformers
         return DynamicCache()
+
+
+def takes_prefix(cache) -> bool:
+    """Every layer holds keys and values that a KV prefix can go into (no recurrent or
+    linear-attention state)."""
+    from transformers.cache_utils import DynamicLayer, LinearAttentionCacheLayerMixin
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(isinstance(layer, DynamicLayer) and not isinstance(layer, LinearAttentionCacheLayerMixin)
+                                for layer in layers)
 
 
 def is_mergeable(cache) -> bool:
@@ -72,9 +94,29 @@ def drop_leading(cache, first: int) -> None:
         layer.values = layer.values[:, :, first:]
 
 
-def select_rows(cache, idx: Tensor) -> None:
-    """Keep rows `idx` (in that order; an index may repeat)."""
-    cache.batch_select_indices(idx)
+def select_rows(cache, idx: Tensor):
+    """Keep rows `idx` (in that order; an index may repeat); returns the cache (changed in
+    place where it is a `Cache`). Raises where the cache has no way to do it."""
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            # linear-attention / recurrent layers (hybrids too: their batch_select_indices would
+            # leave the recurrent state behind): the beam-search reorder is a row selection
+            if isinstance(layer, LinearAttentionCacheLayerMixin) or not hasattr(layer, "batch_select_indices"):
+                layer.reorder_cache(idx)
+            else:
+                layer.batch_select_indices(idx)
+        return cache
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(idx)
+        return cache
+    if isinstance(cache, Tensor):
+        return cache.index_select(0, idx.to(cache.device))
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(select_rows(c, idx) for c in cache)
+    raise TypeError(f"cannot select rows of a {type(cache).__name__}")
 
 
 def repeat_rows(cache, repeats: int) -> None:

@@ -14,7 +14,6 @@ special cases to keep in step with transformers.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from shoulders.backbone import cache as kv
+from shoulders.backbone.family import Family, probe
 from shoulders.backbone.fingerprint import backbone_info
 from shoulders.backbone.layout import Layout, Prefix, build_layout
 from shoulders.errors import BackboneError
@@ -100,11 +100,10 @@ class FrozenLM:
         if self.lm_head is None:
             raise ValueError(f"{self.name_or_path}: the model has no output embeddings (not a causal LM?)")
         self.input_embeddings = model.get_input_embeddings()
-        params = inspect.signature(model.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         if tokenizer is not None and tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
             tokenizer.pad_token = tokenizer.eos_token
         self._info = None
+        self.family: Family = probe(self)  # what this family supports; refuses one that cannot work
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -160,8 +159,33 @@ class FrozenLM:
     @property
     def base(self):
         """The transformer body without the LM head (for inspection; compute goes through
-        the whole model so every family's own head logic applies)."""
-        return self.model.base_model
+        the whole model so every family's own head logic applies): `get_decoder()`, else
+        the child module that holds the input embeddings. Not `base_model`: llama4_text's
+        `base_model_prefix` names no attribute, so there it is the whole causal LM."""
+        get = getattr(self.model, "get_decoder", None)
+        try:
+            body = get() if callable(get) else None
+        except (AttributeError, NotImplementedError, ValueError):
+            body = None
+        if body is not None and body is not self.model:
+            return body
+        emb = self.input_embeddings
+        return next((c for c in self.model.children() if any(m is emb for m in c.modules())), self.model.base_model)
+
+    @property
+    def _cache_kw(self) -> str:
+        """The keyword that takes an attention cache (KV prefixes, `kv_shapes`)."""
+        return self.family.cache_kw or ("cache" if "cache" in self.family.accepts else "past_key_values")
+
+    @property
+    def pad_id(self) -> int:
+        """The id placed at soft and padded positions when a family needs token ids there
+        (its config's pad id, as its multimodal models use for image positions)."""
+        for value in (getattr(self.config.get_text_config(), "pad_token_id", None),
+                      self.tokenizer.pad_token_id if self.tokenizer is not None else None):
+            if isinstance(value, int) and 0 <= value < self.vocab_size:
+                return value
+        return 0
 
     @property
     def config(self):
@@ -229,24 +253,61 @@ class FrozenLM:
         return self.input_embeddings(input_ids.to(self.device))
 
     def layout(self, prefix: Prefix, token_ids: Sequence[Sequence[int]], pad_side: str = "right") -> Layout:
-        return build_layout(self.embed, prefix, token_ids, dtype=self.dtype, device=self.device, pad_side=pad_side)
+        family = getattr(self, "family", None)
+        ids = self.pad_id if family is not None and family.needs_ids else None
+        return build_layout(self.embed, prefix, token_ids, dtype=self.dtype, device=self.device, pad_side=pad_side,
+                            ids_pad=ids)
 
-    def model_inputs(self, layout: Layout, cache=None) -> dict:
+    def model_inputs(self, layout: Layout, cache=None, *, use_cache: bool | None = None) -> dict:
         """Keyword arguments of the model's own forward for a layout (and a cache to fill).
 
         The backbone's one hook for KV prefixes: when rows of the layout carry one, the
-        cache (`cache`, which must be empty, or a new one) is pre-filled with them first."""
+        cache (`cache`, which must be empty, or a new one) is pre-filled with them first.
+        `use_cache=True` without a cache lets the model start its own (see `next_logits`)."""
         if layout.kv is not None:
             cache = self.kv_prefix_cache(layout, cache)
         kwargs = {
             "inputs_embeds": layout.inputs_embeds,
             "attention_mask": layout.attention_mask,
             "position_ids": layout.position_ids,
-            "use_cache": cache is not None,
+            "use_cache": cache is not None if use_cache is None else use_cache or cache is not None,
         }
+        if layout.input_ids is not None:
+            kwargs["input_ids"] = layout.input_ids
         if cache is not None:
             kwargs[self._cache_kw] = cache
         return kwargs
+
+    def call(self, **kwargs):
+        """The model's own forward, given keywords the way this family takes them: only
+        keywords its forward names are passed (one it would swallow in `**kwargs` is
+        dropped), and given both `input_ids` and `inputs_embeds`, a family that needs its
+        token ids gets them, with its input-embedding output replaced by `inputs_embeds`
+        (so soft vectors go in and its per-layer token embeddings still see the ids);
+        any other family gets `inputs_embeds` alone."""
+        family = self.family
+        ids, embeds = kwargs.get("input_ids"), kwargs.get("inputs_embeds")
+        if embeds is not None and family.copy_embeds:
+            embeds = kwargs["inputs_embeds"] = embeds.clone()
+        if not family.positions:
+            kwargs.pop("position_ids", None)
+        hook = None
+        if ids is not None and embeds is not None:
+            if family.needs_ids:
+                del kwargs["inputs_embeds"]
+
+                def replace(_module, args, out):
+                    return embeds if out.shape[:2] == ids.shape else out
+
+                hook = self.input_embeddings.register_forward_hook(replace)
+            else:
+                del kwargs["input_ids"]
+        kwargs = {k: v for k, v in dict(kwargs, return_dict=True).items() if k in family.accepts}
+        try:
+            return self.model(**kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
 
     def refuse_checkpointing(self, what: str) -> None:
         """Raise BackboneError when gradient checkpointing is on: transformers drops the cache
@@ -261,6 +322,10 @@ class FrozenLM:
         if torch.is_grad_enabled():
             self.refuse_checkpointing("KV prefixes (prefix tuning)")
         cache = kv.new_cache(self) if cache is None else cache
+        if self.family.cache_kw is None or not kv.takes_prefix(cache):
+            raise BackboneError(f"{self.name_or_path}: KV prefixes (prefix tuning) need a key/value cache in every "
+                                f"layer; the {self.family.name} family has "
+                                + ("no usable cache" if self.family.cache_kw is None else "recurrent or linear layers"))
         rows, width = layout.kv, int(layout.kv_lengths.max())
         given = [p for p in rows if p is not None]
         shared = len(given) == len(rows) and all(p is given[0] for p in given)
@@ -294,6 +359,10 @@ class FrozenLM:
         computes its head without calling its output-embedding module, it is applied to
         the full logits instead (same values, more compute).
         """
+        logits, hidden, _ = self._head(pick, kwargs)
+        return logits, hidden
+
+    def _head(self, pick, kwargs) -> tuple[Tensor, Tensor | None, object]:
         seen: dict[str, Tensor] = {}
 
         def narrow(_module, args, kw):
@@ -304,12 +373,12 @@ class FrozenLM:
 
         handle = self.lm_head.register_forward_pre_hook(narrow, with_kwargs=True)
         try:
-            logits = self.model(**kwargs, return_dict=True).logits
+            out = self.call(**kwargs)
         finally:
             handle.remove()
         if "hidden" not in seen:  # the head was not called as a module: narrow the logits themselves
-            return pick(logits).float(), None
-        return logits[0].float(), seen["hidden"]
+            return pick(out.logits).float(), None, out
+        return out.logits[0].float(), seen["hidden"], out
 
     def run(self, layout: Layout, cache=None) -> Tensor:
         """Final hidden states [B, L, D] for a layout (filling `cache` if given): what the
@@ -327,6 +396,14 @@ class FrozenLM:
         if layout is not None:
             kwargs = self.model_inputs(layout, cache)
         return self.model_logits(lambda h: h[:, -1], **kwargs)[0]
+
+    def next_logits(self, layout: Layout | None = None, /, **kwargs) -> tuple[Tensor, object]:
+        """(next-token logits [B, V], the model's cache after this call or None): a prefill
+        of `layout` that lets the model start its own cache, or a step given as keywords."""
+        if layout is not None:
+            kwargs = self.model_inputs(layout, use_cache=self.family.cache_kw is not None)
+        logits, _, out = self._head(lambda h: h[:, -1], kwargs)
+        return logits, kv.returned(out, self.family.cache_kw) if kwargs.get("use_cache") else None
 
     def forward(
         self,

@@ -1,9 +1,10 @@
-"""Generation from [soft prefix ; tokens] with a KV cache.
+"""Generation from [soft prefix ; tokens], with the model's own cache where it has one.
 
-One prefill over the left-padded batch, then one token per step for every live row.
-Rows that finish (EOS, a stop string, or the token budget) leave the batch, and their
-cache rows with them, so a long answer does not make short ones pay. `n` samples per
-input share one prefill: the cache is repeated after it, not recomputed.
+One prefill over the left-padded batch, then one token per step for every live row
+(`backbone.decoding`). Rows that finish (EOS, a stop string, or the token budget) leave
+the batch, and their cache rows with them, so a long answer does not make short ones
+pay (a family whose cache cannot drop rows keeps them, ignored). `n` samples per input
+share one prefill: the cache is repeated after it, not recomputed.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from shoulders.backbone import cache as kv
+from shoulders.backbone.decoding import Decoding
 from shoulders.backbone.layout import Prefix
 
 
@@ -89,16 +90,8 @@ def generate(
     if overrides:
         cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
     batch = len(input_ids)
-    layout = lm.layout(prefix, input_ids, pad_side="left")
-    cache = kv.new_cache(lm)
-    logits = lm.last_logits(layout, cache)
-    mask = layout.attention_mask
-    pos = layout.next_positions.to(lm.device)  # next position id per row
-    if cfg.n > 1:
-        kv.repeat_rows(cache, cfg.n)
-        logits = logits.repeat_interleave(cfg.n, 0)
-        mask = mask.repeat_interleave(cfg.n, 0)
-        pos = pos.repeat_interleave(cfg.n, 0)
+    state = Decoding.prefill(lm, prefix, input_ids, [cfg.n] * batch)
+    logits = state.logits
     rows = batch * cfg.n
     generator = None
     if cfg.do_sample and cfg.seed is not None:
@@ -131,21 +124,12 @@ def generate(
         if not keep or step == cfg.max_new_tokens - 1:
             break
         if len(keep) < len(live):
-            idx = torch.tensor(keep, device=lm.device)
-            kv.select_rows(cache, idx)
+            state.keep(keep)
             # the head's outputs sit on the last shard's device when the backbone is sharded
-            mask, pos, nxt = mask[idx], pos[idx], nxt[idx.to(nxt.device)]
+            nxt = nxt[torch.tensor(keep, device=nxt.device)]
             live = live[torch.tensor(keep)]
-        mask = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1)
-        kwargs = {
-            "input_ids": nxt[:, None],
-            "attention_mask": mask,
-            "position_ids": pos[:, None],
-            "use_cache": True,
-            lm._cache_kw: cache,
-        }
-        logits = lm.last_logits(**kwargs)
-        pos = pos + 1
+        state.step(nxt)
+        logits = state.logits
 
     results: list[list[Generation]] = []
     for b in range(batch):

@@ -65,6 +65,7 @@ class Layout:
     prefix_lengths: Tensor  # [B] soft vectors per row
     kv: list[KVPrefix | None] | None = None  # per row, when any row has a KV prefix
     kv_lengths: Tensor | None = None  # [B] KV prefix positions per row
+    input_ids: Tensor | None = None  # [B, L] token ids, a pad id at soft and padded positions (if asked for)
 
     @property
     def next_positions(self) -> Tensor:
@@ -131,8 +132,12 @@ def build_layout(
     dtype: torch.dtype,
     device: torch.device,
     pad_side: str = "right",
+    ids_pad: int | None = None,
 ) -> Layout:
     """Embed tokens once for the whole batch and place each row's prefix before them.
+
+    With `ids_pad`, the layout also carries the token ids at their positions (`ids_pad`
+    elsewhere), for families whose forward needs the ids beside the embeddings.
 
     `embed` maps a LongTensor of ids to embeddings (the backbone's input embedding).
     The common case (no prefix, or one prefix shape shared by every row, and no padding
@@ -145,7 +150,7 @@ def build_layout(
         raise ValueError("empty batch")
     prefixes = split_prefix(prefix, batch)
     if any(isinstance(p, KVPrefix) for p in prefixes):
-        return _with_kv(embed, prefixes, token_ids, dtype=dtype, device=device, pad_side=pad_side)
+        return _with_kv(embed, prefixes, token_ids, dtype=dtype, device=device, pad_side=pad_side, ids_pad=ids_pad)
     n_tok = torch.tensor([len(t) for t in token_ids], dtype=torch.long)
     n_pre = torch.tensor([0 if p is None else p.shape[0] for p in prefixes], dtype=torch.long)
     lengths = n_tok + n_pre
@@ -184,6 +189,13 @@ def build_layout(
     pos = torch.arange(total).unsqueeze(0)
     mask = (pos >= starts.unsqueeze(1)) & (pos < (starts + lengths).unsqueeze(1))
     position_ids = (pos - starts.unsqueeze(1)).clamp(min=0)
+    layout_ids = None
+    if ids_pad is not None:
+        layout_ids = torch.full((batch, total), ids_pad, dtype=torch.long)
+        valid = torch.arange(ids.shape[1]).expand(batch, -1) < n_tok[:, None]
+        rows, col = valid.nonzero(as_tuple=True)
+        layout_ids[rows, (starts + n_pre)[rows] + col] = ids[valid]
+        layout_ids = layout_ids.to(device)
     return Layout(
         inputs_embeds=embeds,
         attention_mask=mask.long().to(device),
@@ -191,10 +203,11 @@ def build_layout(
         starts=starts,
         lengths=lengths,
         prefix_lengths=n_pre,
+        input_ids=layout_ids,
     )
 
 
-def _with_kv(embed, prefixes: list, token_ids, *, dtype, device, pad_side: str) -> Layout:
+def _with_kv(embed, prefixes: list, token_ids, *, dtype, device, pad_side: str, ids_pad: int | None) -> Layout:
     """The layout of the soft vectors and tokens, behind each row's KV prefix: mask columns
     for the KV positions first (left-padded to the longest), positions shifted past them."""
     kv = [p if isinstance(p, KVPrefix) else None for p in prefixes]
@@ -202,7 +215,7 @@ def _with_kv(embed, prefixes: list, token_ids, *, dtype, device, pad_side: str) 
     kv_lengths = torch.tensor([0 if p is None else p.length for p in kv], dtype=torch.long)
     if any(isinstance(s, Tensor) and s.dim() != 2 for s in soft):
         raise ValueError("a row's soft vectors must be [P, D]")
-    inner = build_layout(embed, soft, token_ids, dtype=dtype, device=device, pad_side=pad_side)
+    inner = build_layout(embed, soft, token_ids, dtype=dtype, device=device, pad_side=pad_side, ids_pad=ids_pad)
     width = int(kv_lengths.max())
     cols = torch.arange(width).unsqueeze(0)
     kv_mask = (cols >= (width - kv_lengths).unsqueeze(1)).long().to(device)
@@ -218,4 +231,5 @@ def _with_kv(embed, prefixes: list, token_ids, *, dtype, device, pad_side: str) 
         prefix_lengths=inner.prefix_lengths,
         kv=kv,
         kv_lengths=kv_lengths,
+        input_ids=inner.input_ids,
     )

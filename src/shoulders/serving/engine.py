@@ -9,7 +9,8 @@ step to join, and a short answer never waits for a long one.
 
 A `CallJob` (recursion, reader) runs alone between two steps: its module has its own
 inference logic, so it cannot share the batch. With a backbone whose cache cannot be
-padded and merged (sliding-window layers), newcomers join only when the batch is empty.
+padded and merged (sliding-window or recurrent layers, or a family that ignores the
+attention mask; `backbone.family`), newcomers join only when the batch is empty.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import time
 
 import torch
 
-from shoulders.backbone.cache import is_mergeable as cache_is_mergeable, new_cache
 from shoulders.backbone.layout import prefix_length, split_prefix
 from shoulders.data.examples import Example
 from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError, stop_at, streamable_prefix
@@ -51,9 +51,10 @@ class Engine:
         self.lm = backbone
         self.max_batch, self.max_queue = max_batch, max_queue
         self.metrics = metrics
-        self.mergeable = cache_is_mergeable(new_cache(backbone))
+        self.mergeable = backbone.family.mergeable
         if not self.mergeable:
-            log.warning("backbone cache layers cannot be merged: newcomers join only when the batch is empty")
+            log.warning("the %s family's cache cannot be merged: newcomers join only when the batch is empty",
+                        backbone.family.name)
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._rows: list[_Row] = []
