@@ -24,3 +24,19 @@ def keyword_task(n_train: int = 400, n_dev: int = 100, seed: int = 0, name: str 
         return out
 
     return Task(name=name, train=make(n_train), dev=make(n_dev), test=make(n_dev), metric="accuracy", cluster=name)
+
+
+def write_keyword_jsonl(directory, n_train: int = 64, n_dev: int = 8):
+    """keyword_task's train and dev splits as `{input, target}` JSONL files in `directory`
+    (created), for tests that train from a YAML config; returns the directory."""
+    import json
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    task = keyword_task(n_train, n_dev)
+    for split in ("train", "dev"):
+        with open(directory / f"{split}.jsonl", "w") as f:
+            for ex in task.split(split):
+                f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
+    return directory

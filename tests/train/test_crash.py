@@ -1,5 +1,4 @@
 """Crash safety: SIGKILL at random moments (mid-save included), then resume exactly."""
-import json
 import os
 import random
 import signal
@@ -13,19 +12,13 @@ import torch
 from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
 from shoulders.train.checkpoint import list_checkpoints
-from tests.tasks_fixture import keyword_task
+from tests.tasks_fixture import write_keyword_jsonl
 
 STEPS = 40
 
 
 def _setup(tmp_path: Path, backbone: Path, name: str) -> Path:
-    task = keyword_task(64, 8)
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    for split in ("train", "dev"):
-        with open(data / f"{split}.jsonl", "w") as f:
-            for ex in task.split(split):
-                f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
+    data = write_keyword_jsonl(tmp_path / "data")
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"""
 method: prompt_tuning

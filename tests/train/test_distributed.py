@@ -8,7 +8,6 @@ target tokens and the mean of the per-process losses is exactly the global mean:
 the modules then agree to float tolerance (1e-5), the only difference being the
 order of floating-point additions in the all-reduce.
 """
-import json
 import os
 import subprocess
 import sys
@@ -18,19 +17,13 @@ import torch
 
 from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
-from tests.tasks_fixture import keyword_task
+from tests.tasks_fixture import write_keyword_jsonl
 
 AUDIT = Path(__file__).with_name("audit_run.py")
 
 
 def _config(tmp_path, backbone, name):
-    task = keyword_task(64, 8)
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    for split in ("train", "dev"):
-        with open(data / f"{split}.jsonl", "w") as f:
-            for ex in task.split(split):
-                f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
+    data = write_keyword_jsonl(tmp_path / "data")
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"""
 method: prompt_tuning

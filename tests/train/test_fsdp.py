@@ -21,17 +21,11 @@ from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
 from shoulders.train import Trainer, load_config
 from tests.helpers import build_tiny_backbone
-from tests.tasks_fixture import keyword_task
+from tests.tasks_fixture import write_keyword_jsonl
 
 
 def _config(tmp_path, backbone, name):
-    task = keyword_task(64, 8)
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    for split in ("train", "dev"):
-        with open(data / f"{split}.jsonl", "w") as f:
-            for ex in task.split(split):
-                f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
+    data = write_keyword_jsonl(tmp_path / "data")
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"""
 method: prompt_tuning
