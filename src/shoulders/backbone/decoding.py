@@ -62,7 +62,7 @@ class _Batch:
         """Cut leading columns that no row attends to (padding left by rows that have gone)."""
         used = self.mask.any(dim=0)
         first = int(torch.nonzero(used)[0]) if bool(used.any()) else 0
-        if first == 0:
+        if first == 0 or not self.lm.family.positions:  # a model counting positions itself would shift
             return
         if self.recompute:
             self.embeds, self.positions = self.embeds[:, first:], self.positions[:, first:]

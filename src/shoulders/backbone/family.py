@@ -42,6 +42,7 @@ class Family:
     needs_ids: bool = False  # token ids go in beside the soft vectors
     positions: bool = True  # position ids are passed (RoBERTa-style models count from their pad id instead)
     copy_embeds: bool = False  # the forward writes into the inputs_embeds it is given (CTRL scales in place)
+    narrow: bool = True  # the LM head runs once, on [B, L, D], giving the logits (so it can run on N positions)
     step_mask: bool = True  # decode steps pass the attention mask (mamba's cache goes wrong with it)
     batched: bool = True  # rows can share a batch (else each row is decoded alone)
     rows: bool = True  # cache rows can be dropped / reordered / repeated
@@ -57,6 +58,8 @@ class Family:
             out.append("its own position ids")
         if self.copy_embeds:
             out.append("embeddings copied (written in place)")
+        if not self.narrow:
+            out.append("full logits")
         if self.cache_kw is None:
             out.append("no usable cache: recompute")
         elif not self.step_mask:
@@ -107,11 +110,16 @@ def probe(lm) -> Family:
     lm.family = fam  # the plain path while probing
     seq = _probe_ids(lm)  # [1, 8]
     two = torch.cat([seq, seq.flip(1)])  # two rows of one length
+    heads = []
+    handle = lm.lm_head.register_forward_hook(lambda _m, _a, out: heads.append(tuple(out.shape)))
     try:
         ref = lm.call(input_ids=two, use_cache=False).logits  # [2, 8, V]: the plain computation
     except Exception as e:
         raise BackboneError(f"{lm.name_or_path}: the {name} family ({type(model).__name__}) cannot run a plain "
                             f"forward on token ids, so shoulders cannot use it ({type(e).__name__}: {_one_line(e)})") from None
+    finally:
+        handle.remove()
+    fam = replace(fam, narrow=heads == [tuple(ref.shape)])
     dtype = lm.dtype
     x = seq[:, :6]
     if "position_ids" in accepts:  # the family's own positions are 0, 1, 2, ... (not so for RoBERTa's)
@@ -134,6 +142,21 @@ def probe(lm) -> Family:
         fam = replace(fam, needs_ids=not torch.equal(embeds, lm.call(input_ids=x, use_cache=False).logits))
     except Exception:  # e.g. gemma4_text reverses its embedding to find the ids: soft vectors fail there
         pass
+    lm.family = fam
+    if fam.needs_ids and not _replaced(lm, x):
+        raise BackboneError(f"{lm.name_or_path}: the {name} family ({type(model).__name__}) takes no soft vectors: "
+                            "it has no working inputs_embeds, and its input embedding's output is not what its "
+                            "layers read, so shoulders cannot use it")
+    try:
+        padded = _right_padding_ok(lm, seq, dtype)
+    except Exception as e:
+        raise BackboneError(f"{lm.name_or_path}: the {name} family ({type(model).__name__}) cannot run a padded "
+                            f"batch of soft vectors, so shoulders cannot use it ({type(e).__name__}: "
+                            f"{_one_line(e)})") from None
+    if not padded:
+        raise BackboneError(f"{lm.name_or_path}: in the {name} family ({type(model).__name__}) a row's logits "
+                            "change with the rows padded beside it (its attention mask does not hide right "
+                            "padding), so shoulders cannot train or score on it in batches")
     try:  # rows of one batch are computed independently
         alone = lm.call(input_ids=two[1:], use_cache=False).logits
         fam = replace(fam, batched=_close(ref[1], alone[0], dtype))
@@ -156,7 +179,8 @@ def probe(lm) -> Family:
         fam = replace(fam, rows=fam.cache_kw is None or _rows_ok(lm, two, ref, dtype))
         lm.family = fam
         merge = fam.cache_kw is None or kv.is_mergeable(_prefilled(lm, two[:, :2]))
-        fam = replace(fam, mergeable=fam.padding and fam.rows and merge)
+        # merged caches are padded to a new length: only rows whose positions we pass stay right
+        fam = replace(fam, mergeable=fam.padding and fam.rows and fam.positions and merge)
     lm.family = fam
     return fam
 
@@ -185,6 +209,32 @@ def _decodes(lm, rows: Tensor, ref: Tensor, keyword: str, step_mask: bool, dtype
                 return False
             cache = _returned(lm, out, cache, keyword)
         return True
+    except Exception:
+        return False
+
+
+def _right_padding_ok(lm, seq: Tensor, dtype) -> bool:
+    """Row seq[2:6] right-padded by two noisy masked positions beside seq[:6] gives its
+    logits alone at every real position (what training and scoring batches rely on)."""
+    alone = lm.call(input_ids=seq[:, 2:6], use_cache=False).logits[0]
+    layout = lm.layout(None, [seq[0, :6].tolist(), seq[0, 2:6].tolist()], pad_side="right")
+    gen = torch.Generator().manual_seed(1)
+    scale = 10 * float(layout.inputs_embeds.float().std())
+    layout.inputs_embeds[1, 4:] = (torch.randn(2, layout.inputs_embeds.shape[-1], generator=gen)
+                                   * scale).to(layout.inputs_embeds)
+    out = lm.call(**lm.model_inputs(layout, use_cache=False))
+    return _close(out.logits[1, :4], alone, dtype)
+
+
+def _replaced(lm, x: Tensor) -> bool:
+    """Token ids with the input-embedding output replaced: the token embeddings give the
+    plain logits, other vectors give others (so soft vectors reach the layers)."""
+    try:
+        emb = lm.embed(x)
+        plain = lm.call(input_ids=x, use_cache=False).logits
+        same = lm.call(input_ids=x, inputs_embeds=emb, use_cache=False).logits
+        other = lm.call(input_ids=x, inputs_embeds=emb.flip(1), use_cache=False).logits
+        return torch.equal(same, plain) and not torch.equal(other, plain)
     except Exception:
         return False
 

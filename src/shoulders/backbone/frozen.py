@@ -364,10 +364,15 @@ class FrozenLM:
 
     def _head(self, pick, kwargs) -> tuple[Tensor, Tensor | None, object]:
         seen: dict[str, Tensor] = {}
+        narrowing = self.family.narrow
 
         def narrow(_module, args, kw):
-            hidden = args[0] if args else kw.pop("input")
+            hidden = args[0] if args else kw["input"]
+            if "hidden" in seen:  # a family that runs its head more than once (ProphetNet's streams)
+                return None
             seen["hidden"] = hidden
+            if not narrowing:  # the head's output is not the logits alone: pick from the logits
+                return None
             picked = pick(hidden)[None]  # [1, N, D]: the head and what follows are per position
             return ((picked, *args[1:]), kw) if args else ((), dict(kw, input=picked))
 
@@ -376,8 +381,8 @@ class FrozenLM:
             out = self.call(**kwargs)
         finally:
             handle.remove()
-        if "hidden" not in seen:  # the head was not called as a module: narrow the logits themselves
-            return pick(out.logits).float(), None, out
+        if not narrowing or "hidden" not in seen:  # the head did not run once as a module: pick from the logits
+            return pick(out.logits).float(), seen.get("hidden"), out
         return out.logits[0].float(), seen["hidden"], out
 
     def run(self, layout: Layout, cache=None) -> Tensor:
