@@ -51,3 +51,37 @@ def test_concat_rows_pads_on_the_left_then_drop_select_repeat(lm):
     assert torch.equal(kv.layer_states(a)[0][0][0], kv.layer_states(a)[0][0][1])
     kv.repeat_rows(a, 2)
     assert kv.layer_states(a)[0][0].shape[0] == 6
+
+
+def _tiny(tmp_path, family):
+    """A tiny random model of another family (tests/backbone/families.py) as a FrozenLM."""
+    from shoulders.backbone import FrozenLM
+    from tests.backbone.families import tiny_model
+    from tests.helpers import train_tokenizer
+
+    tok = train_tokenizer(tmp_path)
+    return FrozenLM(tiny_model(family, tok), tok, family)
+
+
+def test_returned_takes_the_cache_from_the_output_field_of_its_keyword(lm):
+    out = lm.model(input_ids=torch.tensor([[5, 6]]), use_cache=True)
+    assert kv.returned(out, "cache") is out.cache and kv.returned(out, None) is None
+    assert kv.takes_prefix(out.cache)  # plain attention layers: a KV prefix can go in
+
+
+def test_select_rows_on_recurrent_layers_and_state_lists(tmp_path):
+    """Linear-attention layers (qwen3_next) are selected through reorder_cache, conv and
+    recurrent state included; RWKV's `state` is a list of [B, ...] tensors."""
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    lm = _tiny(tmp_path, "qwen3_next")
+    with torch.no_grad():
+        cache = lm.model(input_ids=torch.tensor([[5, 6, 7], [8, 9, 10]]), use_cache=True).cache
+    linear = next(layer for layer in cache.layers if isinstance(layer, LinearAttentionCacheLayerMixin))
+    conv, rec = linear.conv_states[0].clone(), linear.recurrent_states[0].clone()
+    assert not kv.takes_prefix(cache) and not kv.is_mergeable(cache)
+    assert kv.select_rows(cache, torch.tensor([1, 1, 0])) is cache
+    assert torch.equal(linear.conv_states[0], conv[[1, 1, 0]]) and torch.equal(linear.recurrent_states[0], rec[[1, 1, 0]])
+    state = [torch.arange(6.0).view(2, 3), torch.ones(2, 4)]
+    picked = kv.select_rows(state, torch.tensor([1]))
+    assert isinstance(picked, list) and torch.equal(picked[0], torch.tensor([[3.0, 4.0, 5.0]]))

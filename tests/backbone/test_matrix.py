@@ -77,3 +77,30 @@ def test_family(family, tok, tmp_path, one_thread):
 
 def test_ci_subset_is_in_the_installed_transformers():
     assert set(CI_FAMILIES) <= set(all_families())
+
+
+# How each family runs, as the load-time probes find it in the installed transformers
+# (a transformers upgrade that fixes or breaks one of these shows up here first).
+PLANS = {
+    "llama": [],
+    "rwkv": ["its own position ids", "one row per batch"],
+    "openai-gpt": ["no usable cache: recompute"],
+    "minimax": ["finished rows kept"],
+    "mamba": ["its own position ids", "steps without mask", "padding ignored: rows by length"],
+    "gemma3n_text": ["token ids beside embeddings"],
+    "roberta": ["its own position ids", "padding ignored: rows by length"],
+    "ctrl": ["embeddings copied (written in place)"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(PLANS))
+def test_how_each_family_runs(family, tok, one_thread):
+    from shoulders.backbone import FrozenLM
+    from tests.backbone.families import tiny_model
+
+    lm = FrozenLM(tiny_model(family, tok), tok, family)
+    assert lm.family.notes() == PLANS[family]
+    if family == "llama":  # the plain path: every shortcut taken
+        f = lm.family
+        assert (f.cache_kw, f.needs_ids, f.positions, f.narrow, f.step_mask, f.batched, f.rows, f.padding,
+                f.mergeable) == ("cache", False, True, True, True, True, True, True, True)

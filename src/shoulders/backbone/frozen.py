@@ -104,6 +104,8 @@ class FrozenLM:
             tokenizer.pad_token = tokenizer.eos_token
         self._info = None
         self.family: Family = probe(self)  # what this family supports; refuses one that cannot work
+        log.info("%s: the %s family runs %s", self.name_or_path, self.family.name,
+                 "; ".join(self.family.notes()) or "the plain path")
 
     # ------------------------------------------------------------------ loading
     @classmethod
