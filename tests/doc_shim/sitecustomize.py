@@ -24,17 +24,17 @@ TEST = 8  # test examples per experiment
 def _toyworld(m):  # shoulders.toyworld.bundle: a tiny world and two tiny backbones, 2 pre-training steps
     from shoulders.toyworld.corpus import CorpusConfig
     from shoulders.toyworld.odqa import OdqaConfig
-    from shoulders.toyworld.pretrain import ModelConfig, TrainConfig
-    from shoulders.toyworld.tasks import TaskConfig
+    from shoulders.toyworld.pretrain import ModelConfig, PretrainConfig
+    from shoulders.toyworld.tasks import TaskSetConfig
     from shoulders.toyworld.unseen import UnseenConfig
     from shoulders.toyworld.world import WorldConfig
 
     def smoke(cls):
         return cls(world=WorldConfig.tiny(), corpus=CorpusConfig(n_passes=2),
-                   tasks=TaskConfig(n_train=30, n_dev=8, n_test=8),
+                   tasks=TaskSetConfig(n_train=30, n_dev=8, n_test=8),
                    odqa=OdqaConfig(noise_passages=10, mention_rate=0.0, questions_per_fact=1,
                                    unseen=UnseenConfig(people_ratio=0.25, products_ratio=0.25)),
-                   train=TrainConfig(batch_size=4, warmup_steps=1, max_steps=STEPS, threads=1),
+                   train=PretrainConfig(batch_size=4, warmup_steps=1, max_steps=STEPS, threads=1),
                    models=(ModelConfig("toy-small", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
                            ModelConfig("toy-large", hidden_size=48, num_layers=1, num_heads=2, intermediate_size=96)))
 

@@ -4,7 +4,7 @@ checked here; the demo's numbers are)."""
 import math
 
 from shoulders.experiments.reader import CONFIGS, ReaderSettings, run_reader
-from shoulders.toyworld.odqa import OdqaQuestion, OdqaSet, Passage
+from shoulders.toyworld.odqa import OdqaQuestion, OdqaSet, WorldPassage
 
 PEOPLE = [("Ana", "Paris", "red"), ("Bo", "Rome", "blue"), ("Cy", "Oslo", "green"), ("Di", "Lima", "gold"),
           ("Ed", "Kyiv", "pink"), ("Flo", "Baku", "gray")]
@@ -13,8 +13,8 @@ PEOPLE = [("Ana", "Paris", "red"), ("Bo", "Rome", "blue"), ("Cy", "Oslo", "green
 def _odqa() -> OdqaSet:
     passages, questions = [], []
     for i, (name, city, color) in enumerate(PEOPLE):
-        passages.append(Passage(f"p{2 * i}", name, f"{name} was born in {city}."))
-        passages.append(Passage(f"p{2 * i + 1}", name, f"{name} likes the color {color}."))
+        passages.append(WorldPassage(f"p{2 * i}", name, f"{name} was born in {city}."))
+        passages.append(WorldPassage(f"p{2 * i + 1}", name, f"{name} likes the color {color}."))
         questions.append(OdqaQuestion(f"q{i}", f"Where was {name} born?", [city], [f"p{2 * i}"],
                                       {"in_corpus": i % 2 == 0}))
         questions.append(OdqaQuestion(f"c{i}", f"Which color does {name} like?", [color], [f"p{2 * i + 1}"],

@@ -9,10 +9,10 @@ SCRIPT = """
 import hashlib, json
 from shoulders.toyworld import ToyworldConfig, load_world_data
 from shoulders.toyworld.corpus import CorpusConfig
-from shoulders.toyworld.tasks import TaskConfig
+from shoulders.toyworld.tasks import TaskSetConfig
 from shoulders.toyworld.world import WorldConfig
 cfg = ToyworldConfig(world=WorldConfig.tiny(), corpus=CorpusConfig(n_passes=2),
-                     tasks=TaskConfig(n_train=20, n_dev=5, n_test=5))
+                     tasks=TaskSetConfig(n_train=20, n_dev=5, n_test=5))
 d = load_world_data(seed=0, config=cfg)
 blob = json.dumps([d.corpus, [[e.to_dict() for e in t.train + t.test] for t in d.tasks],
                    [vars(q) for q in d.odqa.test], [p.to_dict() for p in d.odqa.passages],

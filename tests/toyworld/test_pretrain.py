@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shoulders.toyworld import ModelConfig, TrainConfig, ensure_backbones, fewshot_eval
+from shoulders.toyworld import ModelConfig, PretrainConfig, ensure_backbones, fewshot_eval
 from shoulders.toyworld import pretrain as pt
 from tests.toyworld.conftest import tiny_config
 
@@ -18,7 +18,7 @@ TINY_MODELS = (ModelConfig("toy-small", hidden_size=32, num_layers=2, num_heads=
 
 
 def _cfg():
-    return tiny_config(models=TINY_MODELS, train=TrainConfig(seq_len=128, batch_size=4, max_steps=30,
+    return tiny_config(models=TINY_MODELS, train=PretrainConfig(seq_len=128, batch_size=4, max_steps=30,
                                                              warmup_steps=5, threads=1))
 
 
@@ -88,10 +88,10 @@ def test_config_hash_ignores_unset_options_and_threads():
 
     from shoulders.toyworld import TOY_SMALL
 
-    base = pt.config_hash(TOY_SMALL, TrainConfig())
-    assert base == pt.config_hash(TOY_SMALL, TrainConfig(threads=3))
-    assert base != pt.config_hash(replace(TOY_SMALL, lr=1e-3), TrainConfig())
-    assert base != pt.config_hash(TOY_SMALL, TrainConfig(seed=1))
+    base = pt.config_hash(TOY_SMALL, PretrainConfig())
+    assert base == pt.config_hash(TOY_SMALL, PretrainConfig(threads=3))
+    assert base != pt.config_hash(replace(TOY_SMALL, lr=1e-3), PretrainConfig())
+    assert base != pt.config_hash(TOY_SMALL, PretrainConfig(seed=1))
 
 
 def test_doc_mask_keeps_each_packed_document_alone():
@@ -143,7 +143,7 @@ def test_copy_warmup_rows_repeat_random_runs_and_come_first(tmp_path):
             half = len(body) // 2
             assert row[b - 1] == tok.eos_token_id and body[:half] == body[half:] and len(set(body[:half])) == half
             assert min(body) >= 3 + 256
-    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_warmup_steps=3)
+    cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_warmup_steps=3)
     stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False)
     assert stats["steps"] == 3 + len(pt.pack(tok, docs, 32)) // 4
     assert stats["copy_warmup_tokens"] > 0 and stats["corpus_tokens"] > 0
@@ -155,12 +155,12 @@ def test_copy_mix_adds_copy_rows_to_every_pass(tmp_path):
     docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
     tok = train_tokenizer(docs)
     n_rows = len(pt.pack(tok, docs, 32))
-    cfg = TrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_mix=0.5)
+    cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, copy_mix=0.5)
     stats = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "m", progress=False)
     assert stats["steps"] == 2 * n_rows // 4  # as many copy rows as corpus rows at a 0.5 share
     assert stats["copy_mix_tokens"] > 0 and stats["copy_warmup_tokens"] == 0
     with pytest.raises(ValueError, match="copy_mix"):
-        pt.pretrain(TINY_MODELS[0], TrainConfig(seq_len=32, copy_mix=1.0), tok, docs, tmp_path / "x", progress=False)
+        pt.pretrain(TINY_MODELS[0], PretrainConfig(seq_len=32, copy_mix=1.0), tok, docs, tmp_path / "x", progress=False)
 
 
 

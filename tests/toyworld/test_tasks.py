@@ -3,7 +3,7 @@ from collections import Counter
 from shoulders.data.examples import Task
 from shoulders.toyworld import build_tasks, build_world, clusters
 from shoulders.toyworld.task_defs import SPECS
-from shoulders.toyworld.tasks import TaskConfig
+from shoulders.toyworld.tasks import TaskSetConfig
 
 CLUSTERS = {"sentiment", "paraphrase", "closed-book QA", "extractive QA", "topic classification",
             "structure-to-text", "summarisation", "NLI"}
@@ -34,7 +34,7 @@ def test_classification_tasks_rank_over_choices(data):
 
 
 def test_labels_are_roughly_balanced():
-    tasks = build_tasks(build_world(0, "quick"), TaskConfig.quick())
+    tasks = build_tasks(build_world(0, "quick"), TaskSetConfig.quick())
     for t in tasks:
         if t.name in ("product_reviews", "fact_paraphrase", "fact_nli"):
             counts = Counter(ex.meta["label"] for ex in t.train)
@@ -48,7 +48,7 @@ def test_test_entities_are_held_out_of_every_training_split(data):
 
 
 def test_heldout_template_option():
-    tasks = build_tasks(build_world(0, "tiny"), TaskConfig(n_train=20, n_dev=5, n_test=5, heldout_template=True))
+    tasks = build_tasks(build_world(0, "tiny"), TaskSetConfig(n_train=20, n_dev=5, n_test=5, heldout_template=True))
     for t in tasks:
         train_t = {ex.meta["template"] for ex in t.train}
         test_t = {ex.meta["template"] for ex in t.test}
@@ -57,7 +57,7 @@ def test_heldout_template_option():
 
 def test_tasks_are_deterministic():
     w = build_world(5, "tiny")
-    cfg = TaskConfig(n_train=10, n_dev=3, n_test=3)
+    cfg = TaskSetConfig(n_train=10, n_dev=3, n_test=3)
     a = [[ex.to_dict() for ex in t.train + t.test] for t in build_tasks(w, cfg)]
     b = [[ex.to_dict() for ex in t.train + t.test] for t in build_tasks(build_world(5, "tiny"), cfg)]
     assert a == b

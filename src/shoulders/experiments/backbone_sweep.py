@@ -18,7 +18,7 @@ long the model takes to start copying; docs/backbones.md).
 
 `--step-speed` instead times one pre-training step (batch 8 x 256 tokens, one thread) of
 each preset's shape and two wider ones in float32 and in bf16 autocast, side by side in one
-run, and prints the ratios (what `TrainConfig.precision="auto"` gains on this CPU).
+run, and prints the ratios (what `PretrainConfig.precision="auto"` gains on this CPU).
 
 A variant is `small:` or `large:` (the preset to start from) then `key=value` pairs:
 model fields (`hidden_size`, `num_layers`, `intermediate_size`, `lr`, ...), `corpus.X`,

@@ -19,9 +19,9 @@ from shoulders.toyworld.bundle import ToyworldConfig, WorldData, ensure_backbone
 from shoulders.toyworld.closedbook import ClosedBookConfig, build_closedbook, chance
 from shoulders.toyworld.corpus import CorpusConfig, build_corpus
 from shoulders.toyworld.fewshot import FewShotConfig, FewShotResult, fewshot_eval
-from shoulders.toyworld.odqa import OdqaConfig, OdqaQuestion, OdqaSet, Passage, build_odqa
-from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, TrainConfig, cache_root
-from shoulders.toyworld.tasks import TaskConfig, build_tasks, clusters
+from shoulders.toyworld.odqa import OdqaConfig, OdqaQuestion, OdqaSet, WorldPassage, build_odqa
+from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, PretrainConfig, cache_root
+from shoulders.toyworld.tasks import TaskSetConfig, build_tasks, clusters
 from shoulders.toyworld.tokenizer import TokenizerConfig, train_tokenizer
 from shoulders.toyworld.world import Entity, Fact, World, WorldConfig, build_world
 
@@ -30,9 +30,9 @@ __all__ = [
     "ClosedBookConfig", "build_closedbook", "chance",
     "CorpusConfig", "build_corpus",
     "FewShotConfig", "FewShotResult", "fewshot_eval",
-    "OdqaConfig", "OdqaQuestion", "OdqaSet", "Passage", "build_odqa",
-    "TOY_LARGE", "TOY_SMALL", "ModelConfig", "TrainConfig", "cache_root",
-    "TaskConfig", "build_tasks", "clusters",
+    "OdqaConfig", "OdqaQuestion", "OdqaSet", "WorldPassage", "build_odqa",
+    "TOY_LARGE", "TOY_SMALL", "ModelConfig", "PretrainConfig", "cache_root",
+    "TaskSetConfig", "build_tasks", "clusters",
     "TokenizerConfig", "train_tokenizer",
     "Entity", "Fact", "World", "WorldConfig", "build_world",
 ]

@@ -18,8 +18,8 @@ from shoulders.data.examples import Task
 from shoulders.toyworld.closedbook import ClosedBookConfig, build_closedbook
 from shoulders.toyworld.corpus import CorpusConfig, build_corpus
 from shoulders.toyworld.odqa import OdqaConfig, OdqaSet, build_odqa
-from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, TrainConfig, train_cached
-from shoulders.toyworld.tasks import TaskConfig, build_tasks
+from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, PretrainConfig, train_cached
+from shoulders.toyworld.tasks import TaskSetConfig, build_tasks
 from shoulders.toyworld.tokenizer import TokenizerConfig, train_tokenizer
 from shoulders.toyworld.world import World, WorldConfig, build_world
 
@@ -32,11 +32,11 @@ KEY_NAMES = ("world_seed", "world", "corpus", "corpus_text_sha256", "tokenizer",
 class ToyworldConfig:
     world: WorldConfig = field(default_factory=WorldConfig)  # entity counts
     corpus: CorpusConfig = field(default_factory=CorpusConfig)  # pre-training text
-    tasks: TaskConfig = field(default_factory=TaskConfig)  # the P3-style suite
+    tasks: TaskSetConfig = field(default_factory=TaskSetConfig)  # the P3-style suite
     odqa: OdqaConfig = field(default_factory=OdqaConfig)  # passages + open-domain questions
     closedbook: ClosedBookConfig = field(default_factory=ClosedBookConfig)  # 1-hop and 2-hop questions
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)  # pre-training loop (shared by all models)
+    train: PretrainConfig = field(default_factory=PretrainConfig)  # pre-training loop (shared by all models)
     models: tuple[ModelConfig, ...] = (TOY_SMALL, TOY_LARGE)
     tokenizer_passes: int = 3  # corpus passes the BPE is trained on (more adds nothing)
 
@@ -47,8 +47,8 @@ class ToyworldConfig:
     @classmethod
     def quick(cls) -> "ToyworldConfig":
         """Smaller world, fewer passes: both backbones in about a minute on 2 cores."""
-        return cls(world=WorldConfig.quick(), corpus=CorpusConfig.quick(), tasks=TaskConfig.quick(),
-                   train=TrainConfig.quick())
+        return cls(world=WorldConfig.quick(), corpus=CorpusConfig.quick(), tasks=TaskSetConfig.quick(),
+                   train=PretrainConfig.quick())
 
 
 def resolve(quick: bool = False, config: ToyworldConfig | None = None) -> ToyworldConfig:

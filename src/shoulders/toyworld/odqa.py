@@ -39,7 +39,7 @@ MENTIONS = {
 
 
 @dataclass
-class Passage:
+class WorldPassage:
     id: str
     title: str
     text: str
@@ -72,7 +72,7 @@ class OdqaConfig:
 
 @dataclass
 class OdqaSet:
-    passages: list[Passage]
+    passages: list[WorldPassage]
     train: list[OdqaQuestion]
     dev: list[OdqaQuestion]
     test: list[OdqaQuestion]
@@ -86,7 +86,7 @@ class OdqaSet:
                         meta={"positive_ids": list(q.positive_ids), **q.meta}) for q in self.split(split)]
 
 
-def _entity_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list[Passage]:
+def _entity_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list[WorldPassage]:
     out = []
     for eid, ent in world.entities.items():
         facts = world.facts_of(eid)
@@ -96,11 +96,11 @@ def _entity_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list[
             chunk = facts[i:i + rng.randint(*cfg.facts_per_passage)]
             i += len(chunk)
             text = " ".join(state(world, f, rng.choice(STATEMENTS[f.relation])) for f in chunk)
-            out.append(Passage("", ent.name, text, [(f.subject, f.relation, f.object) for f in chunk]))
+            out.append(WorldPassage("", ent.name, text, [(f.subject, f.relation, f.object) for f in chunk]))
     return out
 
 
-def _list_passages(world: World, rng: random.Random) -> list[Passage]:
+def _list_passages(world: World, rng: random.Random) -> list[WorldPassage]:
     out = []
     for rel, head in LIST_HEADS.items():
         for obj in sorted({f.object for f in world.facts if f.relation == rel}):
@@ -109,11 +109,11 @@ def _list_passages(world: World, rng: random.Random) -> list[Passage]:
             subs = subs[:6]
             names = [world.name(s) for s in subs]
             text = f"{head.format(o=world.name(obj))} include {', '.join(names)}."
-            out.append(Passage("", world.name(obj), text, [(s, rel, obj) for s in subs]))
+            out.append(WorldPassage("", world.name(obj), text, [(s, rel, obj) for s in subs]))
     return out
 
 
-def _mention_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list[Passage]:
+def _mention_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list[WorldPassage]:
     out = []
     for fact in world.facts:
         n = int(cfg.mention_rate) + (rng.random() < cfg.mention_rate % 1)
@@ -124,20 +124,20 @@ def _mention_passages(world: World, rng: random.Random, cfg: OdqaConfig) -> list
             other = Fact(y, fact.relation, world.get(y, fact.relation))
             link = rng.choice(MENTIONS[kind]).format(x=world.name(fact.subject), y=world.name(y))
             text = f"{link} {state(world, other, rng.choice(STATEMENTS[fact.relation]))}"
-            out.append(Passage("", world.name(y), text, [(other.subject, other.relation, other.object)]))
+            out.append(WorldPassage("", world.name(y), text, [(other.subject, other.relation, other.object)]))
     return out
 
 
-def _noise_passages(world: World, rng: random.Random, n: int) -> list[Passage]:
+def _noise_passages(world: World, rng: random.Random, n: int) -> list[WorldPassage]:
     products = world.of_kind("product")
     out = []
     for i in range(n):
         if i % 2:
             p = rng.choice(products)
-            out.append(Passage("", f"Review of {p.name}", genres.review(world, p.id, rng.random() < 0.5, rng)))
+            out.append(WorldPassage("", f"Review of {p.name}", genres.review(world, p.id, rng.random() < 0.5, rng)))
         else:
             topic = rng.choice(("business", "sports", "science", "travel"))
-            out.append(Passage("", f"{topic.capitalize()} news", genres.headline(world, topic, rng)))
+            out.append(WorldPassage("", f"{topic.capitalize()} news", genres.headline(world, topic, rng)))
     return out
 
 

@@ -41,7 +41,7 @@ class ModelConfig:
     intermediate_size: int = 512  # SwiGLU width
     max_positions: int = 256  # the context window; equals the training sequence length
     rope_theta: float = 10000.0
-    lr: float | None = None  # overrides TrainConfig.lr: bigger models want smaller steps
+    lr: float | None = None  # overrides PretrainConfig.lr: bigger models want smaller steps
 
     def hf_config(self, tokenizer):
         from transformers import LlamaConfig
@@ -64,7 +64,7 @@ TOY_LARGE = ModelConfig("toy-large", hidden_size=256, num_layers=4, num_heads=4,
 
 
 @dataclass
-class TrainConfig:
+class PretrainConfig:
     seed: int = 0
     seq_len: int = 256
     batch_size: int = 8  # sequences per step
@@ -91,7 +91,7 @@ class TrainConfig:
     copy_mix: float | None = None  # None = 0 (and keeps older cache keys)
 
     @classmethod
-    def quick(cls) -> "TrainConfig":
+    def quick(cls) -> "PretrainConfig":
         """A ~270k-token run: more, smaller steps and a larger lr learn more facts per token
         (quick toy-small few-shot 1-hop EM: 16% at bs 8 / lr 3e-3, 26% at bs 4 / 3e-3,
         42% at bs 4 / 6e-3, 18% at bs 4 / 1e-2; chance 15%)."""
@@ -107,9 +107,9 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """"bf16" or "fp32" for a TrainConfig.precision on this machine."""
+    """"bf16" or "fp32" for a PretrainConfig.precision on this machine."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"TrainConfig.precision={precision!r}: expected auto, bf16 or fp32")
+        raise ValueError(f"PretrainConfig.precision={precision!r}: expected auto, bf16 or fp32")
     if precision == "auto":
         return "bf16" if cpu_has_bf16() else "fp32"
     return precision
@@ -203,7 +203,7 @@ def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf
     return loss.item(), int((labels != -100).sum())
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
+def lr_at(step: int, total: int, cfg: PretrainConfig, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to peak * min_lr_ratio."""
     if step < cfg.warmup_steps:
         return peak * (step + 1) / cfg.warmup_steps
@@ -211,7 +211,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: float) -> float:
     return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: list[str], out_dir: Path,
+def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs: list[str], out_dir: Path,
              progress: bool = True) -> dict:
     """Train one backbone and save it (model + tokenizer + pretrain.json) into out_dir.
 
@@ -239,7 +239,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, docs: li
         corpus_rows = len(data)
         if train_cfg.copy_mix:
             if not 0.0 <= train_cfg.copy_mix < 1.0:
-                raise ValueError(f"TrainConfig.copy_mix={train_cfg.copy_mix}: expected a share in [0, 1)")
+                raise ValueError(f"PretrainConfig.copy_mix={train_cfg.copy_mix}: expected a share in [0, 1)")
             n_mix = round(len(data) * train_cfg.copy_mix / (1 - train_cfg.copy_mix))
             data = torch.cat([data, copy_rows(tokenizer, n_mix, train_cfg.seq_len, gen)])
         n_epochs = math.ceil(train_cfg.epochs)
@@ -345,7 +345,7 @@ def cache_miss_message(final: Path, record: dict) -> str:
             "pre-training anew (minutes; the old one is kept)")
 
 
-def train_cached(model_cfg: ModelConfig, train_cfg: TrainConfig, key_parts: tuple, data: Callable[[], tuple],
+def train_cached(model_cfg: ModelConfig, train_cfg: PretrainConfig, key_parts: tuple, data: Callable[[], tuple],
                  cache_dir: str | Path | None = None, progress: bool = True,
                  key_names: tuple[str, ...] | None = None) -> Path:
     """The backbone's cache directory, pre-training it first if it is not there yet.

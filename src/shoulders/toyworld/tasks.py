@@ -19,7 +19,7 @@ from shoulders.toyworld.task_defs import SPECS, TaskSpec
 from shoulders.toyworld.world import World
 
 @dataclass
-class TaskConfig:
+class TaskSetConfig:
     n_train: int = 300  # examples per task and split (fewer if the entity pool runs dry)
     n_dev: int = 50
     n_test: int = 100
@@ -29,7 +29,7 @@ class TaskConfig:
     tasks: tuple[str, ...] = tuple(s.name for s in SPECS)  # which datasets to build
 
     @classmethod
-    def quick(cls) -> "TaskConfig":
+    def quick(cls) -> "TaskSetConfig":
         return cls(n_train=100, n_dev=20, n_test=40)
 
 
@@ -46,7 +46,7 @@ def _render(spec: TaskSpec, fields: dict[str, str], label: str, t_idx: int, eid:
                    meta={"template": t_idx, "subject": eid, "label": label})
 
 
-def build_task(world: World, spec: TaskSpec, cfg: TaskConfig, splits: dict[str, str]) -> Task:
+def build_task(world: World, spec: TaskSpec, cfg: TaskSetConfig, splits: dict[str, str]) -> Task:
     rng = random.Random(f"task-{spec.name}-{world.seed}")
     n_tmpl = len(spec.templates)
     task = Task(name=spec.name, metric="accuracy" if spec.labels or spec.metric == "accuracy" else spec.metric,
@@ -73,9 +73,9 @@ def build_task(world: World, spec: TaskSpec, cfg: TaskConfig, splits: dict[str, 
     return task
 
 
-def build_tasks(world: World, cfg: TaskConfig | None = None) -> list[Task]:
+def build_tasks(world: World, cfg: TaskSetConfig | None = None) -> list[Task]:
     """All datasets of the suite, in a fixed order (see `task_defs.SPECS`)."""
-    cfg = cfg or TaskConfig()
+    cfg = cfg or TaskSetConfig()
     unknown = set(cfg.tasks) - {s.name for s in SPECS}
     if unknown:
         raise ValueError(f"unknown task(s) {sorted(unknown)}: expected some of {[s.name for s in SPECS]}")
