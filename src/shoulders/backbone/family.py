@@ -5,20 +5,30 @@ swallowed by `**kwargs` (the model silently starts afresh every step), an attent
 mask that is accepted and ignored, recurrent states whose rows cannot be dropped, per-
 layer token embeddings that need the token ids beside `inputs_embeds`. Rather than keep
 a list of families, `probe` compares each shortcut the library would like to take with
-the plain computation it stands for, and takes it only where the two agree:
+the plain computation it stands for (`model(input_ids)` on the whole sequence), and
+takes it only where the two agree (`Family`'s fields):
 
-- `needs_ids`: `model(inputs_embeds=embed(x))` differs from `model(input_ids=x)`, so the
-  model gets the token ids and its input-embedding output is replaced by the soft
-  vectors (soft positions get the pad id, as the family's multimodal models do).
-- `cache`: decoding one token with the model's own cache gives the logits of the full
-  sequence; otherwise every step recomputes the whole sequence.
+- `needs_ids`: `model(inputs_embeds=embed(x))` differs from `model(input_ids=x)`, or soft
+  vectors do not go in at all: the model gets the token ids and its input-embedding
+  output is replaced by the soft vectors (soft positions get the pad id, as the family's
+  multimodal models do for images);
+- `positions`: explicit position ids 0, 1, 2, ... give the family's own logits (not so
+  where positions count from the pad id, RoBERTa-style); else none are passed;
+- `copy_embeds`: the forward writes into the `inputs_embeds` it is given (CTRL);
+- `narrow`: the LM head runs once, on [B, L, D], so it can run on the positions read only;
+- `cache`, `step_mask`, `batched`: decoding three tokens with the model's own cache gives
+  the plain logits (with the attention mask passed each step or not; with two rows in
+  one batch or one); otherwise every step recomputes the whole sequence;
 - `rows`: dropping, reordering and repeating cache rows gives each row what it gives
-  alone; otherwise finished rows stay in the batch, ignored, until it ends.
-- `padding`: a left-padded row (masked positions filled with noise) gives what it gives
-  alone; otherwise rows of different lengths are decoded as separate batches.
+  alone; otherwise finished rows stay in the batch, ignored, until it ends;
+- `padding`: a left-padded row (noise in its masked positions) gives what it gives
+  alone; otherwise rows of different lengths are decoded as separate batches;
 - `mergeable`: caches that can be left-padded and concatenated (continuous batching).
 
-A family whose plain token forward fails is refused here, in one line naming it.
+A family is refused here, in one line naming it, when a forward on token ids fails, when
+soft vectors cannot reach its layers, or when right padding changes the other rows of a
+batch (what training and scoring rely on). Comparisons allow for the rounding of the
+model's dtype: a broken shortcut is off by far more.
 """
 from __future__ import annotations
 
@@ -107,7 +117,8 @@ def probe(lm) -> Family:
     name = getattr(model.config, "model_type", type(model).__name__)
     accepts = accepted(model)
     fam = Family(name, accepts, None, needs_ids=True, batched=False, rows=False, padding=False)
-    lm.family = fam  # the plain path while probing
+    lm.family = fam  # the most cautious plan while probing
+    dtype = lm.dtype
     seq = _probe_ids(lm)  # [1, 8]
     two = torch.cat([seq, seq.flip(1)])  # two rows of one length
     heads = []
@@ -120,13 +131,12 @@ def probe(lm) -> Family:
     finally:
         handle.remove()
     fam = replace(fam, narrow=heads == [tuple(ref.shape)])
-    dtype = lm.dtype
     x = seq[:, :6]
     if "position_ids" in accepts:  # the family's own positions are 0, 1, 2, ... (not so for RoBERTa's)
         try:
             arange = torch.arange(8, device=two.device).expand(2, -1)
-            fam = replace(fam, positions=torch.equal(lm.call(input_ids=two, position_ids=arange,
-                                                             use_cache=False).logits, ref))
+            fam = replace(fam, positions=_close(lm.call(input_ids=two, position_ids=arange,
+                                                        use_cache=False).logits, ref, dtype))
         except Exception:
             fam = replace(fam, positions=False)
     else:

@@ -408,7 +408,8 @@ class FrozenLM:
         """(next-token logits [B, V], the model's cache after this call or None): a prefill
         of `layout` that lets the model start its own cache, or a step given as keywords."""
         if layout is not None:
-            kwargs = self.model_inputs(layout, use_cache=self.family.cache_kw is not None)
+            kwargs = self.model_inputs(layout)
+            kwargs["use_cache"] = kwargs["use_cache"] or self.family.cache_kw is not None  # the model starts its own
         logits, _, out = self._head(lambda h: h[:, -1], kwargs)
         return logits, kv.returned(out, self.family.cache_kw) if kwargs.get("use_cache") else None
 
