@@ -37,13 +37,14 @@ TENSOR_PREFIX = "prompt_embeds."  # safetensors names: prompt_embeds.0, prompt_e
 
 def check_exportable(module) -> None:
     """Raise ShouldersError unless the module, and every module inside it (a reader's prompt),
-    declares `capabilities.prompt_embeds`."""
-    from shoulders.modules.base import SoftModule, SoftPromptModule
+    declares `capabilities.prompt_embeds`. Modules are known by what the protocol gives them
+    (a type's `capabilities`; `generation_inputs` on soft-prompt modules), not by importing
+    modules.base, which imports this file for `SoftPromptModule.prompt_embeds`."""
     from shoulders.modules.registry import types_with
 
-    refused = next((m for m in module.modules() if isinstance(m, SoftModule)
+    refused = next((m for m in module.modules() if hasattr(type(m), "capabilities")
                     and not type(m).capabilities.prompt_embeds), None)
-    if refused is None and isinstance(module, SoftPromptModule):
+    if refused is None and callable(getattr(module, "generation_inputs", None)):
         return
     part = refused if refused is not None else module
     name = getattr(part, "module_type", type(part).__name__)
