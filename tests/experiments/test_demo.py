@@ -103,3 +103,21 @@ def test_multitask_steps_replace_only_the_step_count(monkeypatch, tmp_path, quic
     assert seen["budget"].steps == 7 and seen["budget"].eval_every == base.eval_every
     demo.run_section("multitask", 0, quick, [0], str(tmp_path), "/small", None, False)
     assert seen["budget"] is None  # run_multitask picks FULL / QUICK itself
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
+def test_backbones_that_come_back_together_still_start_every_experiment(fakes, monkeypatch, tmp_path):
+    """Cached backbones (or two that finish at once) return in one `wait`: nothing is pending
+    or ready at that moment, and every experiment and chance must still run (CI once got a
+    results.json with none of them: KeyError 'chance')."""
+    monkeypatch.setitem(DELAY, "toy-small", 0.0)
+    monkeypatch.setitem(DELAY, "toy-large", 0.0)
+    from concurrent.futures import wait as real_wait
+
+    def wait_for_all(fs, return_when=None):  # the worst case, deterministically: everything done at once
+        return real_wait(fs)
+
+    monkeypatch.setattr("concurrent.futures.wait", wait_for_all)
+    cfg = demo.DemoConfig(seed=3, out=tmp_path, seeds=1, jobs=2, progress=False)
+    backbones, sections, chance = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    assert set(sections) == set(demo.SECTIONS) and chance == {"chance": {"seed": 3}}

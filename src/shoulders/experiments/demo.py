@@ -264,13 +264,17 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
                                      cfg.progress, cfg.multitask_steps)
             pending[future] = job
 
-        while pending or ready:
+        # `waiting` is in the loop condition: when the last backbones come back in one `wait`,
+        # nothing is pending or ready yet, and the jobs they unblock are promoted only up here.
+        while pending or ready or waiting:
             for s in [s for s in waiting if all(n in backbones for n in NEEDS.get(s, ("toy-small",)))]:
                 waiting.remove(s)
                 if s == "multitask":
                     ready += [(f"multitask:{m}", ("multitask", m, seed)) for m, seed in multitask_parts(seeds)]
                 else:
                     ready.append((s, (s,)))
+            if not pending and not ready:
+                raise RuntimeError(f"demo: {waiting} need backbones that were never built ({sorted(backbones)} were)")
             while ready and len(pending) < cfg.jobs:
                 job = max(ready, key=lambda r: MINUTES.get(r[0], 1.0))
                 ready.remove(job)
