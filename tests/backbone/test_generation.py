@@ -71,14 +71,12 @@ def test_stop_strings_and_max_new_tokens(lm):
 
 
 def test_top_p_keeps_only_the_nucleus():
-    from shoulders.backbone.generation import sample_next
+    from shoulders.backbone.sampling import SamplingParams, sample_rows
 
     logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]]))
-    cfg = GenerationConfig(do_sample=True, top_p=0.5)
     g = torch.Generator().manual_seed(0)
-    assert {int(sample_next(logits, cfg, g)) for _ in range(50)} == {0}
-    cfg = GenerationConfig(do_sample=True, top_p=0.8)
-    assert {int(sample_next(logits, cfg, g)) for _ in range(200)} == {0, 1}
+    assert {int(sample_rows(logits, [SamplingParams(1.0, 0.5)], g)) for _ in range(50)} == {0}
+    assert {int(sample_rows(logits, [SamplingParams(1.0, 0.8)], g)) for _ in range(200)} == {0, 1}
 
 
 def test_bad_generation_config():

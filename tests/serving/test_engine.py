@@ -8,12 +8,13 @@ import random
 import pytest
 import torch
 
+from shoulders.backbone.sampling import SamplingParams, make_generator, sample_rows
+from shoulders.backbone.stops import streamable_prefix
 from shoulders.data.examples import Example
 from shoulders.prompts import PromptTuning, PromptTuningConfig
-from shoulders.serving.jobs import CompletionJob, EventSink, streamable_prefix
+from shoulders.serving.jobs import CompletionJob, EventSink
 from shoulders.serving.kvbatch import DecodeBatch
 from shoulders.serving.registry import valid_name
-from shoulders.serving.sampling import SamplingParams, make_generator, sample_rows
 
 
 def _greedy(batch: DecodeBatch, steps: int) -> list[list[int]]:

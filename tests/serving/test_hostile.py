@@ -162,11 +162,11 @@ def test_malformed_bodies_get_json_errors_never_500(hostile_server):
 def test_a_seed_torch_refuses_fails_alone_in_the_engine(backbone):
     """Past the schema check (an in-process caller): the job fails by itself, the running
     row finishes, and nothing hangs."""
+    from shoulders.backbone.sampling import SamplingParams
     from shoulders.data.examples import Example
     from shoulders.prompts import PromptTuning, PromptTuningConfig
     from shoulders.serving.engine import Engine
     from shoulders.serving.jobs import CompletionJob, EventSink
-    from shoulders.serving.sampling import SamplingParams
 
     module = PromptTuning.build(PromptTuningConfig(num_virtual_tokens=2, init="random", seed=0), backbone)
     ids = module.encode_inputs(backbone, [Example(input="the cat", target="")])

@@ -23,10 +23,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from shoulders.backbone.generation import GenerationConfig
+from shoulders.backbone.sampling import SamplingParams
 from shoulders.serving.engine import QueueFull
 from shoulders.serving.jobs import CallJob, Choice, CompletionJob, EventSink, Job, ServingError
 from shoulders.serving.registry import valid_name
-from shoulders.serving.sampling import SamplingParams
 from shoulders.serving.schemas import (AnswerRequest, ChatCompletionRequest, ChatMessage, CompletionRequest,
                                        GenerateRequest)
 

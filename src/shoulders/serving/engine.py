@@ -22,10 +22,11 @@ import time
 import torch
 
 from shoulders.backbone.layout import prefix_length, split_prefix
+from shoulders.backbone.sampling import make_generator, sample_rows
+from shoulders.backbone.stops import cut_at_stop, hits_stop, streamable_prefix
 from shoulders.data.examples import Example
-from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError, stop_at, streamable_prefix
+from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError
 from shoulders.serving.kvbatch import DecodeBatch
-from shoulders.serving.sampling import make_generator, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class Engine:
             else:
                 row.tokens.append(tok)
                 produced += 1
-                if job.stop and self._hits_stop(row):
+                if hits_stop(self.lm.decode, row.tokens, job.stop):
                     row.reason = "stop"
                 elif len(row.tokens) >= job.max_tokens:
                     row.reason = "length"
@@ -243,11 +244,6 @@ class Engine:
             batch.select(keep)
         batch.step(torch.tensor([nxt[j] for j in keep]))
 
-    def _hits_stop(self, row: _Row) -> bool:
-        """As in `backbone.generation`: decode only the tail a stop string could span."""
-        tail = max(len(s.encode()) for s in row.job.stop) + 4
-        return stop_at(self.lm.decode(row.tokens[-tail:]), row.job.stop) is not None
-
     def _stream(self, row: _Row) -> None:
         text = streamable_prefix(self.lm.decode(row.tokens), row.job.stop)
         if len(text) > len(row.sent) and text.startswith(row.sent):
@@ -256,11 +252,9 @@ class Engine:
 
     def _finish(self, row: _Row) -> None:
         job = row.job
-        text = self.lm.decode(row.tokens)
-        if job.stop:
-            cut = stop_at(text, job.stop)
-            if cut is not None:
-                text, row.reason = text[:cut], "stop"
+        text, stopped = cut_at_stop(self.lm.decode(row.tokens), job.stop)
+        if stopped:
+            row.reason = "stop"
         choice = Choice(row.choice, text, row.tokens, row.reason)
         job.choices[row.choice] = choice
         if job.stream:

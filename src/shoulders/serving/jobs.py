@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoulders.serving.sampling import SamplingParams
+from shoulders.backbone.sampling import SamplingParams
 
 
 class ServingError(Exception):
@@ -99,25 +99,3 @@ class CallJob(Job):
     thread between decode steps; its return value is the `done` payload."""
 
     fn: Callable[[], Any] | None = None
-
-
-def stop_at(text: str, stops: tuple[str, ...]) -> int | None:
-    cut = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(cut) if cut else None
-
-
-def streamable_prefix(text: str, stops: tuple[str, ...]) -> str:
-    """The part of `text` that can be sent now and never retracted: hold back an
-    unfinished UTF-8 character, trailing whitespace (tokenizers may fold it into the next
-    token) and a tail that could still grow into a stop string."""
-    end, before = len(text), -1
-    while end != before:
-        before = end
-        while end and (text[end - 1] == "\ufffd" or text[end - 1].isspace()):
-            end -= 1
-        for s in stops:
-            for k in range(min(len(s) - 1, end), 0, -1):
-                if text[:end].endswith(s[:k]):
-                    end -= k
-                    break
-    return text[:end]

@@ -1,13 +1,18 @@
-"""Per-row sampling: every row of a mixed batch keeps its own request's settings.
+"""Picking the next token, per row: the one sampler of `generate` and the server.
 
 Greedy rows take the argmax; sampling rows are tempered, cut to top-k / top-p together
-(row-wise tensors, one pass), then draw from their *own* `torch.Generator`. A seeded row
-therefore draws the same tokens whatever batch it lands in, and with n=1 the same as
-`FrozenLM.generate(..., seed=s)` run alone (same generator, same draw per step).
+(row-wise tensors, one pass), then draw. Where they draw from is the caller's choice:
+
+- a list of generators, one per row (the server): each row draws from its *own*
+  `torch.Generator`, so a seeded row draws the same tokens whatever batch it lands in,
+  and with n=1 the same as `FrozenLM.generate(..., seed=s)` run alone;
+- one generator, or None for torch's global RNG (`generate`): all sampling rows draw in
+  one call, in row order, so `n` samples of a seeded call differ from each other.
 """
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,8 +22,8 @@ from torch import Tensor
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # nucleus mass; 1 = off
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
 
     @property
     def greedy(self) -> bool:
@@ -33,9 +38,12 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 
 def sample_rows(
-    logits: Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+    logits: Tensor,
+    params: Sequence[SamplingParams],
+    generators: Sequence[torch.Generator | None] | torch.Generator | None,
 ) -> Tensor:
-    """The next token per row of float logits [B, V]."""
+    """The next token per row of float logits [B, V]; `params[i]` is row i's settings,
+    `generators` one per row or one shared by all (see the module doc)."""
     out = logits.argmax(dim=-1)
     rows = [i for i, p in enumerate(params) if not p.greedy]
     if not rows:
@@ -59,6 +67,9 @@ def sample_rows(
         drop = ((sorted_p.cumsum(-1) - sorted_p) >= ps[:, None]) & (ps < 1.0)[:, None]
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    if generators is None or isinstance(generators, torch.Generator):  # one stream for the batch
+        out[idx] = torch.multinomial(probs, 1, generator=generators).squeeze(-1)
+        return out
     for j, i in enumerate(rows):
         out[i] = torch.multinomial(probs[j : j + 1], 1, generator=generators[i]).squeeze()
     return out
