@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 
 from shoulders.backbone.decoding import Decoding
 from shoulders.backbone.layout import Prefix
+from shoulders.backbone.sampling import SamplingParams, sample_rows
+from shoulders.backbone.stops import cut_at_stop, hits_stop
 
 
 @dataclass
@@ -54,29 +55,6 @@ class Generation:
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
 
 
-def sample_next(logits: Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> Tensor:
-    """Pick the next token per row from float logits [B, V]."""
-    if not cfg.do_sample:
-        return logits.argmax(dim=-1)
-    scores = logits / cfg.temperature
-    if cfg.top_k and cfg.top_k < scores.shape[-1]:
-        kth = torch.topk(scores, cfg.top_k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    if cfg.top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
-        drop = (sorted_p.cumsum(-1) - sorted_p) >= cfg.top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def _stop_at(text: str, stops: Sequence[str]) -> int | None:
-    cut = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(cut) if cut else None
-
-
 @torch.no_grad()
 def generate(
     lm,
@@ -99,14 +77,14 @@ def generate(
         generator.manual_seed(cfg.seed)
     eos = lm.eos_token_id
     stops = tuple(s for s in cfg.stop if s)
-    tail = max((len(s.encode()) for s in stops), default=0) + 4  # tokens a stop can span: at most one per byte
+    params = SamplingParams(cfg.temperature if cfg.do_sample else 0.0, cfg.top_p, cfg.top_k)
     out_ids: list[list[int]] = [[] for _ in range(rows)]
     out_lp: list[list[float]] = [[] for _ in range(rows)]
     reason = ["length"] * rows
     live = torch.arange(rows)  # output row of each batch row
 
     for step in range(cfg.max_new_tokens):
-        nxt = sample_next(logits, cfg, generator)
+        nxt = sample_rows(logits, [params] * len(live), generator)
         lp = torch.log_softmax(logits, dim=-1).gather(-1, nxt[:, None]).squeeze(-1)
         nxt_l, lp_l = nxt.tolist(), lp.tolist()
         keep = []
@@ -117,7 +95,7 @@ def generate(
                 continue
             out_ids[r].append(tok)
             out_lp[r].append(lp_l[j])
-            if stops and _stop_at(lm.decode(out_ids[r][-tail:]), stops) is not None:
+            if hits_stop(lm.decode, out_ids[r], stops):
                 reason[r] = "stop"
                 continue
             keep.append(j)
@@ -137,8 +115,7 @@ def generate(
         for r in range(b * cfg.n, (b + 1) * cfg.n):
             text = lm.decode(out_ids[r])
             if reason[r] == "stop":
-                cut = _stop_at(text, stops)
-                text = text[:cut] if cut is not None else text
+                text, _ = cut_at_stop(text, stops)
             gens.append(Generation(text, out_ids[r], out_lp[r], reason[r]))
         results.append(gens)
     return results
