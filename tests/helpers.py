@@ -15,27 +15,18 @@ WORDS = (
 
 
 def train_tokenizer(out_dir: Path, vocab_size: int = 400):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from shoulders.toyworld.tiny_lm import byte_bpe
 
     rng = random.Random(0)
-    corpus = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(400)]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<bos>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    fast = byte_bpe([" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(400)], vocab_size)
     fast.save_pretrained(out_dir)
     return fast
 
 
 def build_tiny_backbone(out_dir: Path, family: str, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+
+    from shoulders.toyworld.tiny_lm import llama_config
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,13 +39,8 @@ def build_tiny_backbone(out_dir: Path, family: str, *, hidden: int = 32, layers:
         )
         model = GPT2LMHeadModel(cfg)
     elif family == "llama":
-        cfg = LlamaConfig(
-            vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-            tie_word_embeddings=False,
-        )
-        model = LlamaForCausalLM(cfg)
+        model = LlamaForCausalLM(llama_config(tok, hidden=hidden, layers=layers, heads=4, intermediate=hidden * 2,
+                                              max_positions=256, kv_heads=2, tied=False))
     else:
         raise ValueError(family)
     model.save_pretrained(out_dir)

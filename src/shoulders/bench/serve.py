@@ -47,23 +47,16 @@ def build_bench_backbone(out_dir: str | Path, *, hidden: int = 512, layers: int 
                          kv_heads: int = 4, intermediate: int = 1376, vocab: int = 8192, seed: int = 0) -> Path:
     """A random Llama with a BPE tokenizer trained here on pseudo-words: offline, ~31M params."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
+
+    from shoulders.toyworld.tiny_lm import byte_bpe, llama_config
 
     out_dir = Path(out_dir)
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<pad>", "<bos>", "<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_sentences(20000, seed), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    fast = byte_bpe(_sentences(20000, seed), vocab)
     fast.save_pretrained(out_dir)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=intermediate,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                      max_position_embeddings=1024, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                      pad_token_id=fast.pad_token_id, tie_word_embeddings=False)
+    cfg = llama_config(fast, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate, max_positions=1024,
+                       kv_heads=kv_heads, tied=False)
     LlamaForCausalLM(cfg).save_pretrained(out_dir)
     return out_dir
 
