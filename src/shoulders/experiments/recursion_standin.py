@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from shoulders.data.examples import Example, Task
+from shoulders.toyworld.tiny_lm import byte_bpe, llama_config
 
 BORN = ("{p} was born in {c}.", "{p} is a native of {c}.", "The birthplace of {p} is {c}.",
         "{c} is the hometown of {p}.", "{p} comes from {c}.")
@@ -122,16 +123,7 @@ def build_task(world: dict, cfg: StandinConfig) -> Task:
 
 
 def train_tokenizer(lines: list[str], out_dir: Path, vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(lines, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    fast = byte_bpe(lines, vocab_size)
     fast.save_pretrained(out_dir)
     return fast
 
@@ -139,14 +131,12 @@ def train_tokenizer(lines: list[str], out_dir: Path, vocab_size: int):
 def pretrain_backbone(lines: list[str], tok_dir: Path, out_dir: Path, size: BackboneSize, seed: int = 0,
                       seq_len: int = 128, batch_size: int = 16, lr: float = 3e-3) -> dict:
     """Train a Llama from scratch on the corpus (packed lines, warm-up + cosine); save it."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=size.hidden, intermediate_size=size.ffn,
-                      num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.heads,
-                      max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = llama_config(tok, hidden=size.hidden, layers=size.layers, heads=size.heads, intermediate=size.ffn,
+                       max_positions=256)
     model = LlamaForCausalLM(cfg)
     ids = [t + [tok.eos_token_id] for t in tok(lines)["input_ids"]]
     rng = random.Random(seed)

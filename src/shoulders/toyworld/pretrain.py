@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
 from shoulders.utils.progress import bar_disabled
 
@@ -44,15 +45,9 @@ class ModelConfig:
     lr: float | None = None  # overrides PretrainConfig.lr: bigger models want smaller steps
 
     def hf_config(self, tokenizer):
-        from transformers import LlamaConfig
-
-        return LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_heads, max_position_embeddings=self.max_positions,
-            rope_theta=self.rope_theta, tie_word_embeddings=True, attn_implementation="sdpa",
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id)
+        return llama_config(tokenizer, hidden=self.hidden_size, layers=self.num_layers, heads=self.num_heads,
+                            intermediate=self.intermediate_size, max_positions=self.max_positions,
+                            rope_theta=self.rope_theta, attn_implementation="sdpa")
 
 
 TOY_SMALL = ModelConfig("toy-small", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
