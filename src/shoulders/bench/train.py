@@ -27,6 +27,7 @@ import torch
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, matmul_flops, median, paired_ratio, peak_memory, release
+from shoulders.train.loop import update
 
 
 @dataclass
@@ -68,8 +69,7 @@ def step_flops(lm, w: Workload) -> float:
 def _step(loss_fn, opt):
     def step():
         loss_fn().backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        update(opt)
     return step
 
 

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from shoulders.toyworld.pretrain import cpu_has_bf16
+from shoulders.train.loop import set_lr, update, warmup_then
 from shoulders.utils.fs import atomic_write_json
 
 
@@ -109,8 +110,7 @@ def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                     loss = model(input_ids=batch, labels=batch).loss
                 loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                update(opt)
                 times.append(_time.perf_counter() - start)
             row["params"] = sum(p.numel() for p in model.parameters())
             row[f"{precision}_s"] = statistics.median(times[1:])  # the first step warms up
@@ -138,9 +138,9 @@ def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int
         model = LlamaForCausalLM(TOY_SMALL.hf_config(tok))
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
         data = copy_rows(tok, steps * 8, 256, torch.Generator().manual_seed(seed))
+        warmup = warmup_then("constant", 50, steps)
         for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, (step + 1) / 50)
+            set_lr(opt, lr * warmup(step))
             loss, _ = train_step(model, opt, data[step * 8:(step + 1) * 8], tok, doc_mask=masked,
                                  bf16=cpu_has_bf16(), grad_clip=1.0)
             if (step + 1) % every == 0:

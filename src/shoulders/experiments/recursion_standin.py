@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import torch
 
 from shoulders.data.examples import Example, Task
 from shoulders.toyworld.tiny_lm import byte_bpe, llama_config
+from shoulders.train import loop
 
 BORN = ("{p} was born in {c}.", "{p} is a native of {c}.", "The birthplace of {p} is {c}.",
         "{c} is the hometown of {p}.", "{p} comes from {c}.")
@@ -152,18 +152,12 @@ def pretrain_backbone(lines: list[str], tok_dir: Path, out_dir: Path, size: Back
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     start, model = time.time(), model.train()
     for step in range(size.steps):
-        frac = step / size.steps
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        loop.set_lr(opt, loop.warmup_times_cosine_floor(step, size.steps, lr, warmup=50, floor=0.1))
         batch = next(batches)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss = loop.step(model(input_ids=batch, labels=batch).loss, opt, params=model.parameters(), max_grad_norm=1.0)
     model.eval().save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    stats = {"params": sum(p.numel() for p in model.parameters()), "final_loss": round(loss.item(), 4),
+    stats = {"params": sum(p.numel() for p in model.parameters()), "final_loss": round(loss, 4),
              "wall_s": round(time.time() - start, 1), "size": asdict(size)}
     (out_dir / "pretrain.json").write_text(json.dumps(stats, indent=2))
     return stats

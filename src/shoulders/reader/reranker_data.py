@@ -17,12 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from shoulders.data.examples import Example
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, passage_text
-from shoulders.utils.progress import bar_disabled
+from shoulders.train.loop import lr_scheduler, run
 
 
 def _positive_ids(q: Any) -> set[str]:
@@ -105,24 +104,21 @@ def train_reranker(examples: Sequence[Example], config=None, *, steps: int | Non
     total = steps or max(1, math.ceil(len(examples) * epochs / batch_size))
     params = list(module.trainable_parameters())
     opt = torch.optim.AdamW(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, 1.0 - s / total))
+    sched = lr_scheduler(opt, "warmup_times_linear", warmup, total)
     rng = random.Random(seed)
     order: list[int] = []
-    losses = []
+
+    def batch_loss(_step: int) -> torch.Tensor:
+        nonlocal order
+        while len(order) < batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
+        return module.loss(None, batch)
+
     module.train()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for _ in tqdm(range(total), desc="train re-ranker", disable=bar_disabled(progress), leave=False):
-            while len(order) < batch_size:
-                order += rng.sample(range(len(examples)), len(examples))
-            batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
-            loss = module.loss(None, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+        losses = run(batch_loss, opt, sched, total, desc="train re-ranker", progress=progress, params=params,
+                     max_grad_norm=max_grad_norm)
     module.eval()
     return module, losses

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from shoulders.modules.base import StrictModel
-from shoulders.utils.progress import bar_disabled
+from shoulders.train.loop import lr_scheduler, run
 
 
 class LMPretrainConfig(StrictModel):
@@ -71,25 +70,23 @@ def pretrain_connector(module, backbone, texts: Sequence[str], config: LMPretrai
         p.requires_grad_(cfg.train_prompts)
     params = list(module.connector.parameters()) + (prompts if cfg.train_prompts else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10))
-    was_training, losses, start = module.training, [], time.perf_counter()
+    sched = lr_scheduler(opt, "constant", 10, cfg.steps)
+
+    def batch_loss(_step: int) -> torch.Tensor:
+        ctx, tgt = [], []
+        for doc in (rng.choice(docs) for _ in range(cfg.batch_size)):
+            cut = int(len(doc) * rng.uniform(*cfg.context_frac))
+            cut = min(max(cut, 1), len(doc) - 1)
+            ctx.append(doc[:cut])
+            tgt.append(doc[cut:])
+        h, mask, _ = module.pass1_states(backbone, ctx)
+        return backbone(module.pass2_prefix(h, mask), [[] for _ in ctx], tgt).loss
+
+    was_training, start = module.training, time.perf_counter()
     module.train()
     try:
-        for _ in tqdm(range(cfg.steps), desc="connector LM pre-training", disable=bar_disabled(progress), leave=False):
-            ctx, tgt = [], []
-            for doc in (rng.choice(docs) for _ in range(cfg.batch_size)):
-                cut = int(len(doc) * rng.uniform(*cfg.context_frac))
-                cut = min(max(cut, 1), len(doc) - 1)
-                ctx.append(doc[:cut])
-                tgt.append(doc[cut:])
-            h, mask, _ = module.pass1_states(backbone, ctx)
-            loss = backbone(module.pass2_prefix(h, mask), [[] for _ in ctx], tgt).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+        losses = run(batch_loss, opt, sched, cfg.steps, desc="connector LM pre-training", progress=progress,
+                     params=params, max_grad_norm=1.0)
     finally:
         for p, flag in zip(prompts, saved_flags):
             p.requires_grad_(flag)

@@ -2,9 +2,10 @@
 
 The embedded default needs a frozen LM that really *knows* the world, built on a
 laptop CPU in minutes. Plain PyTorch loop (AdamW, warmup + cosine, seeded, fixed data
-order), standard `transformers` Llama configs so every HF tool loads the result, and a
-content-addressed cache: the directory name hashes everything that shapes the
-weights, so a changed config trains a new backbone and an unchanged one is reused.
+order; the step and the schedule from shoulders.train.loop), standard `transformers`
+Llama configs so every HF tool loads the result, and a content-addressed cache: the
+directory name hashes everything that shapes the weights, so a changed config trains a
+new backbone and an unchanged one is reused.
 """
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from shoulders.train import loop
 from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
-from shoulders.utils.progress import bar_disabled
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
@@ -191,19 +191,12 @@ def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf
     # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(input_ids=batch, labels=labels, **extra).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return loss.item(), int((labels != -100).sum())
+    return loop.step(loss, opt, params=model.parameters(), max_grad_norm=grad_clip), int((labels != -100).sum())
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig, peak: float) -> float:
     """Linear warmup to `peak`, then cosine decay to peak * min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return peak * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return loop.warmup_cosine_floor(step, total, peak, cfg.warmup_steps, cfg.min_lr_ratio)
 
 
 def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs: list[str], out_dir: Path,
@@ -246,11 +239,10 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
         model.train()
         precision = resolve_precision(train_cfg.precision)
         tokens, first, recent = 0, None, deque(maxlen=20)  # final loss = mean of the last 20 steps
-        bar = tqdm(range(total), desc=f"pre-training {model_cfg.name}", disable=bar_disabled(progress), leave=False)
+        bar = loop.steps(total, f"pre-training {model_cfg.name}", progress)
         for step in bar:
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, train_cfg, peak_lr)
+            loop.set_lr(opt, lr_at(step, total, train_cfg, peak_lr))
             loss, n_labels = train_step(model, opt, batch, tokenizer, bf16=precision == "bf16",
                                         grad_clip=train_cfg.grad_clip,
                                         doc_mask=train_cfg.doc_mask or step < train_cfg.copy_warmup_steps)

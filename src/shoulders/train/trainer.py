@@ -2,13 +2,13 @@
 
 accelerate underneath (device placement, data parallelism, gradient sync of the module
 only), with the frozen backbone optionally sharded across the processes (`backbone.fsdp`,
-train/fsdp.py); a seeded multi-task mixture; AdamW with warm-up and decay; periodic dev
-evaluation with best-module saving; exact resume from the newest checkpoint.
+train/fsdp.py); a seeded multi-task mixture; AdamW with warm-up and decay (the step and
+the schedules: train/loop.py); periodic dev evaluation with best-module saving; exact
+resume from the newest checkpoint.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from shoulders.backbone.frozen import FrozenLM
 from shoulders.data.examples import Example, Task
@@ -27,24 +26,11 @@ from shoulders.modules.registry import module_class
 from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from shoulders.train.config import ConfigError, TrainConfig
 from shoulders.train.evaluate import evaluate
+from shoulders.train.loop import lr_scheduler, steps, update
+from shoulders.train.loop import warmup_then as lr_lambda  # noqa: F401  (its name before train/loop.py)
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
-from shoulders.utils.progress import bar_disabled
 
 log = logging.getLogger(__name__)
-
-
-def lr_lambda(schedule: str, warmup: int, total: int):
-    def fn(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return fn
 
 
 @dataclass
@@ -155,8 +141,7 @@ class Trainer:
         params = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                                       weight_decay=cfg.optim.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(cfg.optim.schedule, cfg.optim.warmup_steps, t.steps))
+        scheduler = lr_scheduler(optimizer, cfg.optim.schedule, cfg.optim.warmup_steps, t.steps)
         self.model, optimizer = self.acc.prepare(self.module, optimizer)
         sampler = MixtureSampler({x.name: len(x.train) for x in self.tasks}, kind=cfg.mixture.kind,
                                  cap=cfg.mixture.cap, temperature=cfg.mixture.temperature, seed=t.seed)
@@ -197,21 +182,17 @@ class Trainer:
             self.acc.wait_for_everyone()
 
         self.model.train()
-        bar = tqdm(total=t.steps, initial=start, desc=f"train {cfg.method}", disable=bar_disabled(self.progress))
+        bar = steps(t.steps, f"train {cfg.method}", self.progress, start=start, leave=True)
         started = time.perf_counter()
-        for step in range(start, t.steps):
+        for step in bar:
             total = 0.0
             for _ in range(t.grad_accum):
                 loss = self.model(self.backbone, self._batch(sampler, by_name)) / t.grad_accum
                 self.acc.backward(loss)
                 total += loss.item()
-            if cfg.optim.max_grad_norm:
-                self.acc.clip_grad_norm_(params, cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            update(optimizer, scheduler, params=params, max_grad_norm=cfg.optim.max_grad_norm,
+                   clip=self.acc.clip_grad_norm_)
             done = step + 1
-            bar.update(1)
             if done % t.log_every == 0 or done == t.steps:
                 if self.acc.num_processes > 1:  # the loss DDP optimises: the mean of the processes' losses
                     total = self.acc.reduce(torch.tensor(total, device=self.acc.device), "mean").item()
