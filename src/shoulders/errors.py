@@ -62,3 +62,11 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
         else:
             lines.append(f"key {key!r}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(lines)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message for one line of CLI output: a pydantic ValidationError (a config
+    built from flags) through `format_validation_error`, anything else as it is."""
+    from pydantic import ValidationError
+
+    return format_validation_error(err) if isinstance(err, ValidationError) else str(err)

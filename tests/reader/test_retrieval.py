@@ -121,7 +121,7 @@ def test_refine_rescores_pq_candidates(refine, tmp_path):
 
 
 def test_refine_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="refine='PQ4'"):
+    with pytest.raises(ValueError, match=r"refine[\s\S]*input_value='PQ4'"):
         FaissConfig(index_type="ivfpq", refine="PQ4")
 
 

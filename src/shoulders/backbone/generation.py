@@ -9,38 +9,15 @@ share one prefill: the cache is repeated after it, not recomputed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from shoulders.backbone.decoding import Decoding
+from shoulders.backbone.generation_config import GenerationConfig
 from shoulders.backbone.layout import Prefix
 from shoulders.backbone.sampling import SamplingParams, sample_rows
 from shoulders.backbone.stops import cut_at_stop, hits_stop
-
-
-@dataclass
-class GenerationConfig:
-    max_new_tokens: int = 32  # tokens to generate at most, per sample
-    do_sample: bool = False  # False: greedy
-    temperature: float = 1.0  # sampling temperature (do_sample only)
-    top_p: float = 1.0  # nucleus sampling mass (do_sample only)
-    top_k: int = 0  # keep the k most likely tokens; 0 = off (do_sample only)
-    n: int = 1  # samples per input
-    stop: Sequence[str] = field(default_factory=tuple)  # strings that end a sample (not included)
-    seed: int | None = None  # seeds sampling; None = torch's global RNG
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if self.do_sample and self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if isinstance(self.stop, str):
-            self.stop = (self.stop,)
 
 
 @dataclass

@@ -26,13 +26,14 @@ def run(args) -> int:
     from shoulders.backbone.generation import GenerationConfig
     from shoulders.cli.common import load_module_and_backbone, print_json
     from shoulders.cli.main import UserError
+    from shoulders.errors import one_line
 
     try:  # check the sampling flags before loading anything
         cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
                                temperature=args.temperature or 1.0, top_p=args.top_p, top_k=args.top_k, n=args.n,
                                stop=tuple(args.stop), seed=args.seed)
     except ValueError as e:
-        raise UserError(f"bad sampling flags: {e} (--temperature, --top-p, --top-k, -n, --max-new-tokens)") from None
+        raise UserError(f"bad sampling flags: {one_line(e)} (--temperature, --top-p, --top-k, -n, --max-new-tokens)") from None
     module, backbone = load_module_and_backbone(args, args.module)
     results = module.generate(backbone, args.text, cfg)
     if args.json:

@@ -105,15 +105,22 @@ def run_index_command(args: argparse.Namespace) -> int:
         try:
             ix.make_retriever(args.kind, **options)  # a bad option: one line, before reading the corpus
         except (TypeError, ValueError) as e:  # an unknown option, a bad value, PyStemmer missing
-            from shoulders.errors import ShouldersError
+            from shoulders.errors import ShouldersError, one_line
 
-            raise ShouldersError(f"--set/flags: {e}") from None
+            raise ShouldersError(f"--set/flags: {one_line(e)}") from None
         r = ix.build_index(args.corpus, args.kind, args.out, show_progress=progress, **options)
         print(f"built {args.kind} index of {len(r)} passages in {args.out}")
         return 0
     if args.index_command == "query":
         overrides = {k: getattr(args, k) for k in QUERY_FLAGS if getattr(args, k) is not None}
-        retriever = ix.load_index(args.index_dir, mmap=args.mmap, **overrides)
+        from pydantic import ValidationError
+
+        try:
+            retriever = ix.load_index(args.index_dir, mmap=args.mmap, **overrides)
+        except ValidationError as e:  # a query flag out of range (--alpha 2): one line naming it
+            from shoulders.errors import ShouldersError, one_line
+
+            raise ShouldersError(f"flags: {one_line(e)}") from None
         if args.questions:
             if not args.out:
                 raise SystemExit("--questions needs --out HITS.jsonl")

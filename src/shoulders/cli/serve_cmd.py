@@ -45,7 +45,7 @@ def run(args) -> int:
 
     from shoulders.backbone import FrozenLM
     from shoulders.cli.main import UserError
-    from shoulders.errors import BackboneError
+    from shoulders.errors import BackboneError, one_line
     from shoulders.serving import ServeSettings, create_app
 
     if not Path(args.modules).is_dir():
@@ -63,7 +63,7 @@ def run(args) -> int:
             max_new_tokens=args.max_new_tokens, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
             cors_origins=args.cors_origin, rescan_interval=args.rescan_interval, served_model_names=aliases)
     except ValueError as e:
-        raise UserError(str(e)) from None
+        raise UserError(one_line(e)) from None
     try:
         backbone = FrozenLM.from_pretrained(args.backbone, dtype=args.dtype, device=args.device,
                                             trust_remote_code=args.trust_remote_code)

@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from shoulders.backbone.generation import Generation, GenerationConfig
+from shoulders.backbone.generation_config import DEFAULT_MAX_NEW_TOKENS
 from shoulders.data.examples import Example
-
-
-class StrictModel(BaseModel):
-    """A config model that rejects unknown keys, so a typo is an error, not a default."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from shoulders.utils.strict_model import StrictModel  # re-exported: configs import it from here
 
 
 class TextFormat(StrictModel):
@@ -286,7 +282,7 @@ class SoftPromptModule(SoftModule):
         return prefix, fit_to_window(backbone, prefix, self.encode_inputs(backbone, examples), max_new_tokens)
 
     def prompt_embeds(self, backbone, inputs: Sequence[Example | str], *,
-                      max_new_tokens: int = GenerationConfig.max_new_tokens,
+                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                       dtype: torch.dtype | None = None) -> list[Tensor]:
         """Per input, the [L_i, D] input embeddings the backbone reads in `generate`
         ([prefix ; token embeddings]), for an engine that takes prompt embeddings (vLLM,

@@ -63,12 +63,12 @@ def prompt_embeds(module, backbone, inputs: Sequence, *, max_new_tokens: int | N
     prefix, then the embeddings of the rendered input's tokens (BOS included where the
     tokenizer adds one). On the CPU, each its own contiguous tensor, in the backbone's dtype
     unless `dtype` is given. `max_new_tokens` matters only for inputs cut to fit the window."""
-    from shoulders.backbone.generation import GenerationConfig
+    from shoulders.backbone.generation_config import DEFAULT_MAX_NEW_TOKENS
 
     check_exportable(module)
     if not inputs:
         return []
-    reserve = GenerationConfig.max_new_tokens if max_new_tokens is None else max_new_tokens
+    reserve = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
     prefix, ids = module.generation_inputs(backbone, inputs, reserve)
     with torch.no_grad():
         layout = backbone.layout(prefix, ids, pad_side="right")  # every row starts at position 0

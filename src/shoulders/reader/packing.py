@@ -24,33 +24,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from shoulders.reader.corpus import Passage
-
-OVERFLOW_POLICIES = ("skip", "truncate", "stop")
-ORDERS = ("descending", "ascending")
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class PackingConfig:
-    context_window: int = 2048  # the backbone's maximum sequence length, in tokens
-    prompt_tokens: int = 0  # soft-prompt length + the template's own tokens
-    question_tokens: int | None = None  # None: count the question with the tokenizer
-    answer_tokens: int = 32  # reserved for the generated answer
-    overflow: str = "skip"  # skip | truncate | stop (module docstring)
-    order: str = "descending"  # descending: best first | ascending: best last, nearest the question
-    passage_template: str = "{title}\n{text}"  # how one passage is rendered
-    separator: str = "\n\n"  # between passages
-    min_truncated_tokens: int = 16  # truncate: a shorter stub is not worth its tokens
-
-    def __post_init__(self) -> None:
-        if self.overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"PackingConfig.overflow={self.overflow!r}: expected one of {OVERFLOW_POLICIES}")
-        if self.order not in ORDERS:
-            raise ValueError(f"PackingConfig.order={self.order!r}: expected one of {ORDERS}")
-        if self.context_window <= 0:
-            raise ValueError(f"PackingConfig.context_window={self.context_window}: must be positive")
+class PackingConfig(StrictModel):
+    context_window: int = Field(2048, gt=0, description="the backbone's maximum sequence length, in tokens")
+    prompt_tokens: int = Field(0, ge=0, description="soft-prompt length + the template's own tokens")
+    question_tokens: int | None = Field(None, ge=0, description="tokens the question costs; None: count them with "
+                                        "the tokenizer")
+    answer_tokens: int = Field(32, ge=0, description="tokens reserved for the generated answer")
+    overflow: Literal["skip", "truncate", "stop"] = Field("skip", description="the first passage that does not "
+                                                          "fit: skip it and try lower-scored ones | cut it to fit "
+                                                          "and stop | stop (module docstring)")
+    order: Literal["descending", "ascending"] = Field("descending", description="descending: best first | "
+                                                      "ascending: best last, nearest the question")
+    passage_template: str = Field("{title}\n{text}", description="how one passage is rendered ({title}, {text})")
+    separator: str = Field("\n\n", description="between passages")
+    min_truncated_tokens: int = Field(16, ge=0, description="truncate: a shorter stub is not worth its tokens")
 
 
 @dataclass

@@ -15,7 +15,7 @@ rendered input is re-counted and, if it is still over, re-packed with a smaller 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shoulders.reader.corpus import Passage
 from shoulders.reader.packing import PackedContext, PackingConfig, pack
@@ -81,7 +81,7 @@ def pack_one(question: str, hits: Sequence[Hit], passages: Mapping[str, Passage]
         n_input = len(tokenizer(render(template, packed.text, question))["input_ids"])
         if n_input <= limit or not packed.passage_ids:
             break
-        cfg = replace(cfg, context_window=cfg.context_window - (n_input - limit))
+        cfg = PackingConfig(**{**cfg.model_dump(), "context_window": cfg.context_window - (n_input - limit)})
     by_id = {p.id: p for p, _ in scored}
     return ReaderContext(question=question, text=packed.text,
                          passages=[(by_id[i], score_of[i]) for i in packed.passage_ids], n_tokens=packed.n_tokens,

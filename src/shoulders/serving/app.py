@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,41 +21,11 @@ from shoulders.serving.engine import Engine
 from shoulders.serving.jobs import ServingError
 from shoulders.serving.metrics import Metrics
 from shoulders.serving.middleware import Guard
-from shoulders.serving.registry import ModuleRegistry, valid_name
+from shoulders.serving.registry import ModuleRegistry
 from shoulders.serving.schemas import AnswerRequest, ChatCompletionRequest, CompletionRequest
+from shoulders.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServeSettings:
-    modules_dir: Path
-    api_key: str | None = None  # bearer token for every route but /health; None = open
-    max_batch: int = 32  # rows (prompts x n) decoded together
-    max_queue: int = 256  # requests waiting to join the batch; more get 429
-    max_prompt_tokens: int = 1024  # per prompt, after the module's template
-    max_new_tokens: int = 256  # the largest max_tokens a request may ask for
-    timeout: float = 120.0  # seconds from arrival to the last token; then 504
-    max_body_bytes: int = 1 << 20  # larger request bodies get 413
-    cors_origins: list[str] = field(default_factory=list)  # empty = CORS off
-    rescan_interval: float = 10.0  # seconds between module directory scans; 0 = only POST /admin/rescan
-    # alias -> module directory name, or None for the backbone itself (served with no module)
-    served_model_names: dict[str, str | None] = field(default_factory=dict)
-
-    def __post_init__(self):
-        for name in ("max_batch", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_body_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {self.timeout}")
-        for alias, target in self.served_model_names.items():
-            spec = alias if target is None else f"{alias}={target}"
-            bad = [n for n in (alias, target) if n is not None and not valid_name(n)]
-            if bad:
-                raise ValueError(f"served model name {spec!r}: {bad[0]!r} is not a valid model name (letters, "
-                                 "digits, '.', '_', '-'; at most 128; no '..')")
-            if target in self.served_model_names:
-                raise ValueError(f"served model name {spec!r}: {target!r} is another alias; name a module directory")
 
 
 class State:

@@ -12,39 +12,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import bm25s
 import numpy as np
+from pydantic import Field, ValidationError
 
-from shoulders.errors import ShouldersError
+from shoulders.errors import ShouldersError, format_validation_error
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, Retriever, load_ids, passage_text, read_config, save_ids
+from shoulders.utils.strict_model import StrictModel
 
-BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+BM25Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 
 
-@dataclass
-class BM25Config:
-    k1: float = 1.5  # term-frequency saturation (bm25s and rank_bm25 default)
-    b: float = 0.75  # document-length normalisation
-    method: str = "lucene"  # bm25s variant: lucene | robertson | atire | bm25l | bm25+
-    idf_method: str | None = None  # None: same as `method`; "robertson" with atire = rank_bm25's BM25Okapi
-    lower: bool = True  # lower-case before tokenising
-    token_pattern: str = r"(?u)\b\w\w+\b"  # scikit-learn's pattern (bm25s default): words of 2+ chars
-    stopwords: str | None = "en"  # bm25s's English stop-word list; None keeps every token
-    stemmer: str | None = None  # e.g. "english": needs the optional PyStemmer package
-    with_title: bool = True  # index "title. text" (titles often name the asked-about entity)
-
-    def __post_init__(self) -> None:
-        if self.method not in BM25_METHODS:
-            raise ValueError(f"BM25Config.method={self.method!r}: expected one of {BM25_METHODS}")
-        if self.idf_method is not None and self.idf_method not in BM25_METHODS:
-            raise ValueError(f"BM25Config.idf_method={self.idf_method!r}: expected None or one of {BM25_METHODS}")
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"BM25Config: need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+class BM25Config(StrictModel):
+    k1: float = Field(1.5, ge=0, description="term-frequency saturation (bm25s and rank_bm25 default)")
+    b: float = Field(0.75, ge=0, le=1, description="document-length normalisation: 0 = none, 1 = full")
+    method: BM25Method = Field("lucene", description="bm25s variant (see the module docstring)")
+    idf_method: BM25Method | None = Field(None, description="None: same as `method`; 'robertson' with "
+                                          "method='atire' = rank_bm25's BM25Okapi")
+    lower: bool = Field(True, description="lower-case before tokenising")
+    token_pattern: str = Field(r"(?u)\b\w\w+\b", description="regex of one token; the default is "
+                               "scikit-learn's (bm25s's default): words of 2+ characters")
+    stopwords: str | list[str] | None = Field("en", description="bm25s's stop-word list by language code, or "
+                                              "the words themselves; None keeps every token")
+    stemmer: str | None = Field(None, description="a PyStemmer algorithm, e.g. 'english' (needs the optional "
+                                "PyStemmer package); None = no stemming")
+    with_title: bool = Field(True, description='index "title. text" (titles often name the asked-about entity)')
 
 
 class BM25Retriever(Retriever):
@@ -115,7 +111,7 @@ class BM25Retriever(Retriever):
         directory.mkdir(parents=True, exist_ok=True)
         self._require().save(directory / "bm25s", show_progress=False)
         save_ids(directory, self._ids)
-        (directory / "config.json").write_text(json.dumps({"config": asdict(self.config)}, indent=2), encoding="utf-8")
+        (directory / "config.json").write_text(json.dumps({"config": self.config.model_dump()}, indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = False, **overrides: Any) -> BM25Retriever:
@@ -126,6 +122,8 @@ class BM25Retriever(Retriever):
         cfg_path = directory / "config.json"
         try:
             config = BM25Config(**read_config(cfg_path)["config"])
+        except ValidationError as e:
+            raise ValueError(f"{cfg_path}: not a BM25 config ({format_validation_error(e, 'config.')})") from None
         except (KeyError, TypeError) as e:
             raise ValueError(f"{cfg_path}: not a BM25 config ({e})") from None
         self = cls(config)

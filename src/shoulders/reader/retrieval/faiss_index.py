@@ -19,36 +19,32 @@ top ranks; re-scoring buys most of it back for a fraction of flat's memory.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import faiss
 import numpy as np
+from pydantic import Field
 
-INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
-REFINE_TYPES = ("Flat", "SQ8", "SQ4", "SQfp16")
+from shoulders.utils.strict_model import StrictModel
+
+IndexType = Literal["flat", "ivf", "hnsw", "ivfpq"]
+RefineType = Literal["Flat", "SQ8", "SQ4", "SQfp16"]
 
 
-@dataclass
-class FaissConfig:
-    index_type: str = "flat"  # flat | ivf | hnsw | ivfpq (see module docstring)
-    nlist: int | None = None  # IVF cells; None: 4*sqrt(N), capped so each cell gets >= 39 training points
-    nprobe: int = 16  # IVF cells searched per query
-    hnsw_m: int = 32  # HNSW links per node
-    ef_construction: int = 80  # HNSW build beam width
-    ef_search: int = 128  # HNSW query beam width (must be >= k)
-    pq_m: int = 48  # IVF-PQ sub-quantisers; must divide the embedding dim
-    pq_nbits: int = 8  # bits per sub-quantiser code
-    train_size: int | None = 100_000  # vectors sampled to train IVF/PQ (None: all)
-    refine: str | None = None  # re-score candidates with Flat | SQ8 | SQ4 | SQfp16 vectors (None: off)
-    k_factor: int = 4  # refine: candidates re-scored per result
-
-    def __post_init__(self) -> None:
-        if self.index_type not in INDEX_TYPES:
-            raise ValueError(f"index_type={self.index_type!r}: expected one of {INDEX_TYPES}")
-        if self.refine is not None and self.refine not in REFINE_TYPES:
-            raise ValueError(f"refine={self.refine!r}: expected one of {REFINE_TYPES} or null")
-        if self.k_factor < 1:
-            raise ValueError(f"k_factor={self.k_factor}: expected an integer >= 1")
+class FaissConfig(StrictModel):
+    index_type: IndexType = Field("flat", description="flat | ivf | hnsw | ivfpq (see the module docstring)")
+    nlist: int | None = Field(None, ge=1, description="IVF cells; None: 4*sqrt(N), capped so each cell gets >= 39 "
+                              "training points")
+    nprobe: int = Field(16, ge=1, description="IVF cells searched per query")
+    hnsw_m: int = Field(32, ge=1, description="HNSW links per node")
+    ef_construction: int = Field(80, ge=1, description="HNSW build beam width")
+    ef_search: int = Field(128, ge=1, description="HNSW query beam width (must be >= k)")
+    pq_m: int = Field(48, ge=1, description="IVF-PQ sub-quantisers; must divide the embedding dim")
+    pq_nbits: int = Field(8, ge=1, description="bits per sub-quantiser code")
+    train_size: int | None = Field(100_000, ge=1, description="vectors sampled to train IVF/PQ (None: all)")
+    refine: RefineType | None = Field(None, description="re-score candidates with Flat | SQ8 | SQ4 | SQfp16 "
+                                      "vectors (None: off)")
+    k_factor: int = Field(4, ge=1, description="refine: candidates re-scored per result")
 
     def resolved_nlist(self, n: int) -> int:
         if self.nlist is not None:

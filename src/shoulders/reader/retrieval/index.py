@@ -6,7 +6,6 @@ into place only when complete, so a crash never leaves a half-written index.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import difflib
 import json
@@ -32,7 +31,7 @@ RETRIEVERS: dict[str, type[Retriever]] = {"bm25": BM25Retriever, "dense": DenseR
 
 
 def _fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+    return set(cls.model_fields)
 
 
 def _pick(cls: type, options: dict[str, Any]) -> dict[str, Any]:
@@ -65,9 +64,9 @@ def make_retriever(kind: str, **options: Any) -> Retriever:
 
 def _config_of(r: Retriever) -> dict[str, Any]:
     if isinstance(r, HybridRetriever):
-        return {"fusion": dataclasses.asdict(r.config), "bm25": dataclasses.asdict(r.bm25.config),
-                "dense": dataclasses.asdict(r.dense.config)}
-    return dataclasses.asdict(r.config)  # type: ignore[attr-defined]
+        return {"fusion": r.config.model_dump(), "bm25": r.bm25.config.model_dump(),
+                "dense": r.dense.config.model_dump()}
+    return r.config.model_dump()  # type: ignore[attr-defined]
 
 
 def save_index(retriever: Retriever, out_dir: str | Path, corpus: str | Path | None = None) -> Path:
