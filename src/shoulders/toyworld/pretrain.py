@@ -43,11 +43,27 @@ class ModelConfig:
     max_positions: int = 256  # the context window; equals the training sequence length
     rope_theta: float = 10000.0
     lr: float | None = None  # overrides PretrainConfig.lr: bigger models want smaller steps
+    # First-layer heads that start as "look d tokens back" heads, one offset per head
+    # (toyworld/attention_prior.py; needs q/k biases, so it turns attention_bias on).
+    # None = off, and keeps older cache keys.
+    prev_token_heads: tuple[int, ...] | None = None
 
     def hf_config(self, tokenizer):
+        extra = {"attention_bias": True} if self.prev_token_heads else {}
         return llama_config(tokenizer, hidden=self.hidden_size, layers=self.num_layers, heads=self.num_heads,
                             intermediate=self.intermediate_size, max_positions=self.max_positions,
-                            rope_theta=self.rope_theta, attn_implementation="sdpa")
+                            rope_theta=self.rope_theta, attn_implementation="sdpa", **extra)
+
+    def build(self, tokenizer):
+        """A freshly initialised model of this shape (with its attention prior, if any)."""
+        from transformers import LlamaForCausalLM
+
+        from shoulders.toyworld.attention_prior import wire_previous_token_heads
+
+        model = LlamaForCausalLM(self.hf_config(tokenizer))
+        if self.prev_token_heads:
+            wire_previous_token_heads(model, tuple(self.prev_token_heads))
+        return model
 
 
 TOY_SMALL = ModelConfig("toy-small", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
@@ -206,8 +222,6 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
     With `copy_warmup_steps`, random copy rows come first (a curriculum), then `epochs`
     passes over `docs`; one lr schedule spans both.
     """
-    from transformers import LlamaForCausalLM
-
     threads = torch.get_num_threads()
     n_threads = train_cfg.threads or auto_threads()
     torch.set_num_threads(n_threads)
@@ -215,7 +229,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
         torch.manual_seed(train_cfg.seed)
         start = time.time()
         data = pack(tokenizer, docs, train_cfg.seq_len)
-        model = LlamaForCausalLM(model_cfg.hf_config(tokenizer))
+        model = model_cfg.build(tokenizer)
         n_params = sum(p.numel() for p in model.parameters())
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]
