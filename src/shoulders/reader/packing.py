@@ -32,12 +32,10 @@ from shoulders.reader.corpus import Passage
 from shoulders.utils.strict_model import StrictModel
 
 
-class PackingConfig(StrictModel):
-    context_window: int = Field(2048, gt=0, description="the backbone's maximum sequence length, in tokens")
-    prompt_tokens: int = Field(0, ge=0, description="soft-prompt length + the template's own tokens")
-    question_tokens: int | None = Field(None, ge=0, description="tokens the question costs; None: count them with "
-                                        "the tokenizer")
-    answer_tokens: int = Field(32, ge=0, description="tokens reserved for the generated answer")
+class PackingStyle(StrictModel):
+    """How passages are chosen and rendered, whatever the window: shared by `PackingConfig`
+    and the reader module's `packing` section (`reader.ReaderPacking`)."""
+
     overflow: Literal["skip", "truncate", "stop"] = Field("skip", description="the first passage that does not "
                                                           "fit: skip it and try lower-scored ones | cut it to fit "
                                                           "and stop | stop (module docstring)")
@@ -45,7 +43,16 @@ class PackingConfig(StrictModel):
                                                       "ascending: best last, nearest the question")
     passage_template: str = Field("{title}\n{text}", description="how one passage is rendered ({title}, {text})")
     separator: str = Field("\n\n", description="between passages")
-    min_truncated_tokens: int = Field(16, ge=0, description="truncate: a shorter stub is not worth its tokens")
+    min_truncated_tokens: int = Field(16, ge=0, description="overflow=truncate: a shorter stub is not worth its "
+                                      "tokens")
+
+
+class PackingConfig(PackingStyle):
+    context_window: int = Field(2048, gt=0, description="the backbone's maximum sequence length, in tokens")
+    prompt_tokens: int = Field(0, ge=0, description="soft-prompt length + the template's own tokens")
+    question_tokens: int | None = Field(None, ge=0, description="tokens the question costs; None: count them with "
+                                        "the tokenizer")
+    answer_tokens: int = Field(32, ge=0, description="tokens reserved for the generated answer")
 
 
 @dataclass

@@ -25,31 +25,25 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from shoulders.backbone.generation import GenerationConfig
 from shoulders.data.examples import Example
-from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule, StrictModel
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftPromptModule
 from shoulders.modules.registry import module_class, types_with
 from shoulders.reader import pipeline
-from shoulders.reader.packing import PackingConfig
+from shoulders.reader.packing import PackingConfig, PackingStyle
 
 
-class ReaderPacking(StrictModel):
-    """How passages fill the window (see `shoulders.reader.packing`)."""
+class ReaderPacking(PackingStyle):
+    """How passages fill the window (see `shoulders.reader.packing`); the rest of the
+    window (soft prompt, question) the reader counts itself."""
 
     context_window: int | None = Field(None, gt=0, description="window the reader fills, in backbone tokens; "
                                        "null = the backbone's max_context (a larger value is capped to it)")
     answer_tokens: int = Field(16, ge=1, description="tokens reserved for the generated answer")
-    overflow: Literal["skip", "truncate", "stop"] = Field("skip", description="a passage that does not fit: skip "
-                                                          "it and try shorter ones | cut it to fit | stop")
-    order: Literal["descending", "ascending"] = Field("descending", description="best passage first, or last "
-                                                      "(nearest the question)")
-    passage_template: str = Field("{title}\n{text}", description="how one passage is rendered")
-    separator: str = Field("\n\n", description="between passages")
-    min_truncated_tokens: int = Field(16, ge=1, description="overflow=truncate: shortest stub worth keeping")
 
 
 class ReaderConfig(ModuleConfig):
@@ -185,9 +179,7 @@ class Reader(SoftPromptModule):
         return PackingConfig(context_window=window,
                              prompt_tokens=self.prefix_tokens + pipeline.template_tokens(backbone.tokenizer,
                                                                                          self.config.template),
-                             answer_tokens=p.answer_tokens, overflow=p.overflow, order=p.order,
-                             passage_template=p.passage_template, separator=p.separator,
-                             min_truncated_tokens=p.min_truncated_tokens)
+                             answer_tokens=p.answer_tokens, **p.model_dump(include=set(PackingStyle.model_fields)))
 
     def contexts(self, backbone, questions: Sequence[str]) -> list[pipeline.ReaderContext]:
         """Retrieve, re-rank and pack each question (cached per question)."""
