@@ -20,7 +20,6 @@ it replaces the table between the markers of docs/families.md.
 """
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import sys
@@ -180,37 +179,16 @@ def check_generation(lm, model, steps: int = 8) -> int | None:
 
 
 def check_serving(lm, tmp: Path) -> None:
-    from shoulders.data.examples import Example
     from shoulders.prompts import PromptTuning, PromptTuningConfig
-    from shoulders.serving.engine import Engine
-    from shoulders.serving.jobs import CompletionJob, EventSink
+    from tests.serving_inprocess import serve_staggered
 
     mods = [PromptTuning.build(PromptTuningConfig(num_virtual_tokens=k, init="random", seed=k), lm) for k in (2, 5)]
     prompts = ["the cat", "a dog was born in paris and", "red", "what is the river of rome"]
     rng = random.Random(0)
     reqs = [(mods[i % 2], prompts[i % 4], (3, 6, 9)[i % 3], rng.random() * 0.01) for i in range(6)]
-
-    async def run():
-        engine = Engine(lm, max_batch=4, max_queue=16)
-        engine.start()
-
-        async def one(module, prompt, max_tokens, delay):
-            await asyncio.sleep(delay)
-            job = CompletionJob(sink=EventSink(), module=module, prompts=[prompt], max_tokens=max_tokens,
-                                token_ids=module.encode_inputs(lm, [Example(input=prompt, target="")]))
-            engine.submit(job)
-            while (ev := await job.sink.get())[0] not in ("done", "error"):
-                pass
-            _expect(ev[0] == "done", f"serving: {ev}")
-            return ev[1][0]
-
-        try:
-            return await asyncio.gather(*[one(*r) for r in reqs])
-        finally:
-            engine.stop()
-
-    for (module, prompt, max_tokens, _), got in zip(reqs, asyncio.run(run())):
-        ref = module.generate(lm, [prompt], max_new_tokens=max_tokens)[0][0]
+    for (event, ref), (_, prompt, _, _) in zip(serve_staggered(lm, reqs, max_batch=4, max_queue=16), reqs):
+        _expect(event[0] == "done", f"serving: {event}")
+        got = event[1][0]
         _expect(got.token_ids == ref.token_ids, f"served {got.token_ids} != alone {ref.token_ids} ({prompt!r})")
 
 

@@ -2,7 +2,6 @@
 text that is safe to stream, module names."""
 from __future__ import annotations
 
-import asyncio
 import random
 
 import pytest
@@ -10,11 +9,10 @@ import torch
 
 from shoulders.backbone.sampling import SamplingParams, make_generator, sample_rows
 from shoulders.backbone.stops import streamable_prefix
-from shoulders.data.examples import Example
 from shoulders.prompts import PromptTuning, PromptTuningConfig
-from shoulders.serving.jobs import CompletionJob, EventSink
 from shoulders.serving.kvbatch import DecodeBatch
 from shoulders.serving.registry import valid_name
+from tests.serving_inprocess import serve_staggered
 
 
 def _greedy(batch: DecodeBatch, steps: int) -> list[list[int]]:
@@ -96,32 +94,11 @@ def test_module_names(name, ok):
 
 def test_engine_mixed_modules_match_generate(lm):
     """Staggered requests for four modules through the scheduler thread."""
-    from shoulders.serving.engine import Engine
-
     mods = [PromptTuning.build(PromptTuningConfig(num_virtual_tokens=k, init="random", seed=k), lm) for k in (1, 4, 9)]
     prompts = ["the cat", "a dog was born in paris and", "red", "what is the river of rome"]
     rng = random.Random(0)
     reqs = [(rng.choice(mods), rng.choice(prompts), rng.choice([2, 5, 11]), rng.random() * 0.02) for _ in range(16)]
-
-    async def run():
-        engine = Engine(lm, max_batch=5, max_queue=64)
-        engine.start()
-
-        async def one(module, prompt, max_tokens, delay):
-            await asyncio.sleep(delay)
-            job = CompletionJob(sink=EventSink(), module=module, prompts=[prompt], max_tokens=max_tokens,
-                                token_ids=module.encode_inputs(lm, [Example(input=prompt, target="")]))
-            engine.submit(job)
-            while (ev := await job.sink.get())[0] not in ("done", "error"):
-                pass
-            assert ev[0] == "done", ev
-            return ev[1][0]
-
-        try:
-            return await asyncio.gather(*[one(*r) for r in reqs])
-        finally:
-            engine.stop()
-
-    for (module, prompt, max_tokens, _), got in zip(reqs, asyncio.run(run())):
-        ref = module.generate(lm, [prompt], max_new_tokens=max_tokens)[0][0]
+    for event, ref in serve_staggered(lm, reqs, max_batch=5, max_queue=64):
+        assert event[0] == "done", event
+        got = event[1][0]
         assert (got.token_ids, got.text) == (ref.token_ids, ref.text)
