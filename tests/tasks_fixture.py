@@ -40,3 +40,25 @@ def write_keyword_jsonl(directory, n_train: int = 64, n_dev: int = 8):
             for ex in task.split(split):
                 f.write(json.dumps({"input": ex.input, "target": ex.target}) + "\n")
     return directory
+
+
+def write_keyword_config(directory, backbone, name: str, *, train: str, optim: str = "lr: 0.05",
+                         init: str = "random", fsdp: bool = False):
+    """A prompt-tuning YAML config `directory/name.yaml` that trains on write_keyword_jsonl's
+    splits (in `directory/data`) into `directory/name`; `train` and `optim` are the insides
+    of their `{...}` mappings, the settings each test is about. Returns the config's path."""
+    from pathlib import Path
+
+    directory = Path(directory)
+    data = write_keyword_jsonl(directory / "data")
+    cfg = directory / f"{name}.yaml"
+    cfg.write_text(f"""
+method: prompt_tuning
+backbone: {{name_or_path: {backbone}, device: cpu{', fsdp: true' if fsdp else ''}}}
+module: {{num_virtual_tokens: 4, init: {init}}}
+optim: {{{optim}}}
+tasks: [{{name: kw, train: {data / 'train.jsonl'}, dev: {data / 'dev.jsonl'}, metric: accuracy}}]
+train: {{{train}}}
+output_dir: {directory / name}
+""")
+    return cfg

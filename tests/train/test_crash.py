@@ -12,24 +12,15 @@ import torch
 from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
 from shoulders.train.checkpoint import list_checkpoints
-from tests.tasks_fixture import write_keyword_jsonl
+from tests.tasks_fixture import write_keyword_config
 
 STEPS = 40
 
 
 def _setup(tmp_path: Path, backbone: Path, name: str) -> Path:
-    data = write_keyword_jsonl(tmp_path / "data")
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"""
-method: prompt_tuning
-backbone: {{name_or_path: {backbone}, device: cpu}}
-module: {{num_virtual_tokens: 4, init: random}}
-optim: {{lr: 0.05, warmup_steps: 3}}
-tasks: [{{name: kw, train: {data / 'train.jsonl'}, dev: {data / 'dev.jsonl'}, metric: accuracy}}]
-train: {{steps: {STEPS}, batch_size: 4, eval_every: 10, eval_max_examples: 4, checkpoint_every: 1, keep_checkpoints: 2}}
-output_dir: {tmp_path / name}
-""")
-    return cfg
+    return write_keyword_config(tmp_path, backbone, name, optim="lr: 0.05, warmup_steps: 3",
+                                train=f"steps: {STEPS}, batch_size: 4, eval_every: 10, eval_max_examples: 4, "
+                                      "checkpoint_every: 1, keep_checkpoints: 2")
 
 
 def _train(cfg: Path, kill_after: float | None = None) -> int:

@@ -17,24 +17,14 @@ import torch
 
 from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
-from tests.tasks_fixture import write_keyword_jsonl
+from tests.tasks_fixture import write_keyword_config
 
 AUDIT = Path(__file__).with_name("audit_run.py")
 
 
 def _config(tmp_path, backbone, name):
-    data = write_keyword_jsonl(tmp_path / "data")
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"""
-method: prompt_tuning
-backbone: {{name_or_path: {backbone}, device: cpu}}
-module: {{num_virtual_tokens: 4, init: random}}
-optim: {{lr: 0.05}}
-tasks: [{{name: kw, train: {data / 'train.jsonl'}, dev: {data / 'dev.jsonl'}, metric: accuracy}}]
-train: {{steps: 6, batch_size: 8, eval_every: 3, eval_max_examples: 4}}
-output_dir: {tmp_path / name}
-""")
-    return cfg
+    return write_keyword_config(tmp_path, backbone, name,
+                                train="steps: 6, batch_size: 8, eval_every: 3, eval_max_examples: 4")
 
 
 def _run(cmd, tmp_path):

@@ -21,22 +21,13 @@ from shoulders.backbone import FrozenLM
 from shoulders.modules import load_module
 from shoulders.train import Trainer, load_config
 from tests.helpers import build_tiny_backbone
-from tests.tasks_fixture import write_keyword_jsonl
+from tests.tasks_fixture import write_keyword_config
 
 
 def _config(tmp_path, backbone, name):
-    data = write_keyword_jsonl(tmp_path / "data")
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"""
-method: prompt_tuning
-backbone: {{name_or_path: {backbone}, device: cpu, fsdp: true}}
-module: {{num_virtual_tokens: 4, init: vocab}}
-optim: {{lr: 0.05}}
-tasks: [{{name: kw, train: {data / 'train.jsonl'}, dev: {data / 'dev.jsonl'}, metric: accuracy}}]
-train: {{steps: 6, batch_size: 8, eval_every: 3, eval_max_examples: 4, max_new_tokens: 4, log_every: 1}}
-output_dir: {tmp_path / name}
-""")
-    return cfg
+    return write_keyword_config(tmp_path, backbone, name, init="vocab", fsdp=True,
+                                train="steps: 6, batch_size: 8, eval_every: 3, eval_max_examples: 4, "
+                                      "max_new_tokens: 4, log_every: 1")
 
 
 def _torchrun(cfg, port):
