@@ -4,6 +4,12 @@ experiments, tools or the CLI, and no two modules need each other to load.
 Both rules erode one convenient import at a time and no behaviour fails when they do:
 a library folder that imports the toy world can no longer be read or used alone, and a
 cycle works only as long as nobody changes which module is imported first.
+
+Every import counts for the library rule, wherever it stands: at module level, inside a
+function or method (however deeply nested), under `if TYPE_CHECKING:`, or as a string
+that names a module for `importlib` (the module-type registry). Cycles are looked for
+among module-level imports only: those run when the module loads, and moving an import
+into the function that needs it is the usual way to break one.
 """
 from __future__ import annotations
 
@@ -65,24 +71,41 @@ def _targets(node: ast.Import | ast.ImportFrom, source: str, is_package: bool) -
     return sorted({_existing(n) for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")})
 
 
+def _scope(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> str:
+    """When the import runs: never under `if TYPE_CHECKING:`, only when called inside any
+    function or method (however deep), else at import (class bodies and `try` included)."""
+    scope, child = "module", node
+    while (parent := parents.get(child)) is not None:
+        if isinstance(parent, ast.If) and _is_type_checking(parent) and child in parent.body:
+            return "typing"
+        if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            scope = "function"
+        child = parent
+    return scope
+
+
+def _named_module(text: str) -> str | None:
+    """A string that is a whole module name (`shoulders.x.y` or `shoulders.x.y:Attr`), as
+    `importlib.import_module` and the module-type registry take them; prose never matches."""
+    name = text.partition(":")[0]
+    return name if "." in name and name in MODULES and text.count(":") <= 1 else None
+
+
 def imports_of(source: str, path: Path) -> list[Import]:
-    found: list[Import] = []
+    """Every import statement in the file, found by `ast.walk` over the whole tree (so an
+    import inside a method of a class inside a function counts too), and every string that
+    names a shoulders module (an import by name, scope "dynamic")."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     is_package = path.name == "__init__.py"
-
-    def visit(nodes: list[ast.AST], scope: str) -> None:
-        for node in nodes:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found.extend(Import(source, t, node.lineno, scope) for t in _targets(node, source, is_package))
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                visit(list(ast.iter_child_nodes(node)), "function" if scope == "module" else scope)
-            elif isinstance(node, ast.If) and _is_type_checking(node):
-                visit(node.body, "typing")
-                visit(node.orelse, scope)
-            else:
-                visit(list(ast.iter_child_nodes(node)), scope)
-
-    visit(ast.parse(path.read_text(encoding="utf-8"), str(path)).body, "module")
-    return found
+    found: list[Import] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            scope = _scope(node, parents)
+            found.extend(Import(source, t, node.lineno, scope) for t in _targets(node, source, is_package))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (name := _named_module(node.value)):
+            found.append(Import(source, name, node.lineno, "dynamic"))
+    return sorted(found, key=lambda imp: (imp.line, imp.target))
 
 
 IMPORTS = [imp for name, path in MODULES.items() for imp in imports_of(name, path)]
@@ -138,12 +161,58 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _library_violations(imports: list[Import]) -> list[Import]:
+    return [imp for imp in imports if _within(imp.source, LIBRARY) and _within(imp.target, NOT_FOR_LIBRARY)]
+
+
 def test_the_walker_sees_every_kind_of_import():
     by_source = {(i.source, i.target, i.scope) for i in IMPORTS}
     assert ("shoulders", "shoulders.api", "module") in by_source  # from shoulders.api import load
     assert ("shoulders", "shoulders.reader.reader", "typing") in by_source  # under `if TYPE_CHECKING:`
     assert ("shoulders.cli.demo_cmd", "shoulders.experiments.demo", "function") in by_source
+    assert ("shoulders.backbone.frozen", "shoulders.backbone.generation", "function") in by_source  # in a method
+    assert ("shoulders.modules.registry", "shoulders.prompts.prompt_tuning", "dynamic") in by_source
     assert len(MODULES) > 100
+
+
+SAMPLE = """
+from typing import TYPE_CHECKING
+import shoulders.toyworld.world
+if TYPE_CHECKING:
+    from shoulders.experiments import demo
+try:
+    from shoulders.bench import report
+except ImportError:
+    pass
+
+
+class Reader:
+    def build(self):
+        from ..toyworld import tiny_lm
+
+
+def outer():
+    class Inner:
+        def deep(self):
+            import shoulders.experiments.sweep
+    return lambda: importlib.import_module("shoulders.bench.serve")
+"""
+
+
+def test_the_library_rule_sees_imports_in_functions_methods_and_strings(tmp_path):
+    """A made-up library module with an import of toyworld, experiments or bench in every
+    place one can hide: the rule reports each, with the scope it runs in."""
+    path = tmp_path / "sample.py"
+    path.write_text(SAMPLE, encoding="utf-8")
+    found = {(imp.target, imp.scope) for imp in _library_violations(imports_of("shoulders.reader.sample", path))}
+    assert found == {
+        ("shoulders.toyworld.world", "module"),
+        ("shoulders.experiments.demo", "typing"),
+        ("shoulders.bench.report", "module"),  # a `try` block runs at import
+        ("shoulders.toyworld.tiny_lm", "function"),  # relative, in a method
+        ("shoulders.experiments.sweep", "function"),  # in a method of a class inside a function
+        ("shoulders.bench.serve", "dynamic"),  # a module name for importlib
+    }
 
 
 def test_no_import_cycle_among_shoulders_modules():
@@ -160,7 +229,7 @@ def test_no_import_cycle_among_shoulders_modules():
 
 
 def test_library_imports_no_experiment_tool_or_cli_code():
-    bad = [_where(imp) for imp in IMPORTS if _within(imp.source, LIBRARY) and _within(imp.target, NOT_FOR_LIBRARY)]
+    bad = [_where(imp) for imp in _library_violations(IMPORTS)]
     assert not bad, "library modules that import experiments, tools or the CLI:\n" + "\n".join(bad)
 
 
