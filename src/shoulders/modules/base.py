@@ -13,7 +13,7 @@ class, never its type name.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -135,6 +135,12 @@ class SoftModule(nn.Module):
 
     def frozen_components(self) -> dict:
         """Names of frozen parts rebuilt at load time (recorded in module.json)."""
+        return {}
+
+    def stages(self) -> dict[str, Callable[[Any, bool], dict]]:
+        """Training stages the config names, run in order before the main training by whoever
+        trains the module (`shoulders.modules.stages.run_stages`; the Trainer does), never by
+        `build` or loading: name -> fn(backbone, progress) -> stats. None by default."""
         return {}
 
     def export_peft(self, backbone, out_dir: str | Path) -> Path:

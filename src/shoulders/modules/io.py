@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from shoulders._version import __version__
 from shoulders.backbone.fingerprint import compare_backbones
 from shoulders.modules.registry import MODULE_TYPES, module_class
+from shoulders.modules.stages import mark_done
 from shoulders.utils.fs import atomic_dir, sha256_file
 
 FORMAT_VERSION = 1
@@ -161,6 +162,7 @@ def load_module(path: str | Path, backbone=None, *, check_backbone: bool = True,
         raise ModuleFormatError(f"{weights}: not a readable safetensors file ({e})") from None
     module = cls.from_saved(config, meta, backbone) if hasattr(cls, "from_saved") else cls.build(config, backbone)
     load_weights_into(module, weights, tensors)
+    mark_done(module)  # its weights are the result of its stages: training it does not run them again
     module.backbone_info = meta.get("backbone")
     module.extra = meta.get("extra", {})
     target_device = device or (backbone.device if backbone is not None else None)

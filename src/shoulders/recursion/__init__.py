@@ -5,7 +5,8 @@
   two stages (`stage: pass1`, then `stage: pass2` with `init_from`).
 - `NeuralRecursion` (`neural_recursion`): pass 1's final hidden states -> `Connector` ->
   input vectors of pass 2; trained end to end; `pretrain_connector` teaches the Connector
-  plain-text hand-over first (or `lm_pretrain` in the config, run at build).
+  plain-text hand-over first (or `lm_pretrain` in the config: a stage the Trainer runs
+  before task training; building never trains).
 - Gating (`GateConfig` in both configs, `shoulders.recursion.gated`): pass 2 only when
   pass 1's confidence is below a threshold; `gate_sweep` traces accuracy against passes.
 - The stand-in world the tiny CPU configs train on (a synthetic 1-hop/2-hop fact world

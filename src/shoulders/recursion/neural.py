@@ -10,8 +10,9 @@ after pass 2 reaches prompt2, the Connector and (through pass 1) prompt1.
 `pass1_loss_weight > 0` adds pass 1's own answer loss, computed from the same pass-1
 forward (causal attention makes the question's states independent of the answer
 after them), which keeps pass 1 a competent single-pass answerer: what gated recursion
-needs to decide from. `lm_pretrain` runs `pretrain_connector` when the module is
-built (before task training), so one `shoulders train` does both.
+needs to decide from. `lm_pretrain` names a training stage, `pretrain_connector`, that
+the Trainer runs before task training (`stages()`), so one `shoulders train` does both;
+building the module only builds it.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class NeuralRecursionConfig(TwoPassConfig):
     pass1_loss_weight: float = Field(0.0, ge=0, description="weight of pass 1's own answer loss (0 = off)")
     train_prompt1: bool = Field(True, description="False keeps prompt1 as built / as init_from gave it")
     lm_pretrain: LMPretrainConfig = Field(default_factory=LMPretrainConfig,
-                                          description="Connector pre-training on plain text, run at build")
+                                          description="Connector pre-training on plain text: a stage the Trainer runs "
+                                          "before task training (never at build)")
 
     @model_validator(mode="after")
     def _check_gate(self):
@@ -55,13 +57,14 @@ class NeuralRecursion(TwoPassModule):
         super().__init__(config, hidden_size)
         self.connector = Connector(config.connector, hidden_size)
 
-    @classmethod
-    def build(cls, config: NeuralRecursionConfig, backbone) -> "NeuralRecursion":
-        module = super().build(config, backbone)
-        pre = config.lm_pretrain
-        if pre.steps and pre.texts:
-            pretrain_connector(module, backbone, read_texts(pre.texts), pre)
-        return module
+    def stages(self) -> dict:
+        """`lm_pretrain` (when it has steps and texts): the Connector's pre-training, which the
+        Trainer runs before task training; building the module never runs it."""
+        pre = self.config.lm_pretrain
+        if not (pre.steps and pre.texts):
+            return {}
+        return {"lm_pretrain": lambda backbone, progress=True: pretrain_connector(
+            self, backbone, read_texts(pre.texts), pre, progress=progress)}
 
     def init_fresh(self, backbone) -> None:
         super().init_fresh(backbone)

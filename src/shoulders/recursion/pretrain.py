@@ -6,6 +6,10 @@ beginning's tokens are not repeated — and must predict the continuation. So wh
 pass 2 knows about the beginning came through the Connector: it learns to hand pass
 1's states over as inputs pass 2 can read, on any text, before any task data. By default
 only the Connector trains (the prompts keep their values for task training).
+
+`NeuralRecursionConfig.lm_pretrain` names this as the module's `lm_pretrain` stage, which
+the Trainer runs before task training (shoulders.modules.stages); a recipe may call
+`pretrain_connector` itself instead. Building a module never runs it.
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 accelerate underneath (device placement, data parallelism, gradient sync of the module
 only), with the frozen backbone optionally sharded across the processes (`backbone.fsdp`,
-train/fsdp.py); a seeded multi-task mixture; AdamW with warm-up and decay (the step and
-the schedules: train/loop.py); periodic dev evaluation with best-module saving; exact
-resume from the newest checkpoint.
+train/fsdp.py); first the training stages the module's config names (`module.stages()`:
+the Connector's pre-training), then a seeded multi-task mixture; AdamW with warm-up and
+decay (the step and the schedules: train/loop.py); periodic dev evaluation with
+best-module saving; exact resume from the newest checkpoint.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from shoulders.data.mixture import MixtureSampler
 from shoulders.data.tasks import load_task
 from shoulders.modules.io import save_module
 from shoulders.modules.registry import module_class
+from shoulders.modules.stages import run_stages
 from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from shoulders.train.config import ConfigError, TrainConfig
 from shoulders.train.evaluate import evaluate
@@ -89,6 +91,9 @@ class Trainer:
             raise ConfigError(f"tasks without training examples (no `train` file): {missing}")
         self.module = module or module_class(config.method).build(config.module_config(), backbone)
         self.module.to(backbone.device)
+        # Stages the module's config names (Connector pre-training) run now, where building
+        # used to run them: before the checks, the optimizer, accelerate and the sampler.
+        self.stage_stats = run_stages(self.module, backbone, progress=self.progress)
         self.shards = None
         if self.sharded:
             from shoulders.train.fsdp import shard_sizes
@@ -147,6 +152,8 @@ class Trainer:
                                  cap=cfg.mixture.cap, temperature=cfg.mixture.temperature, seed=t.seed)
         by_name = {x.name: x for x in self.tasks}
         history: dict = {"train": [], "eval": [], "config": cfg.model_dump(mode="json")}
+        if self.stage_stats:
+            history["stages"] = self.stage_stats
         best_score, start = None, 0
         ckpt_root = self.out / "checkpoints"
         existing = list_checkpoints(ckpt_root) if cfg.resume else []
