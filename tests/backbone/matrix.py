@@ -1,7 +1,8 @@
 """The architecture matrix: every causal-LM family, tiny and random, against its own HF model.
 
 `check(family, tok, tmp)` loads a tiny model of the family (tests/backbone/families.py)
-as a FrozenLM and compares, in float32:
+as a FrozenLM and compares, in float32 on the CPU (`device`, `dtype` and `checks` move it
+elsewhere: tests/gpu_checks.py runs it on CUDA, in float32 and bf16):
 
 - logits: with no prompt, equal to `model(input_ids)`; with a soft prompt (families that
   take `inputs_embeds` alone), equal to `model(inputs_embeds=[prompt ; embed(ids)])`
@@ -54,11 +55,22 @@ def _expect(ok: bool, what: str) -> None:
         raise Mismatch(what)
 
 
-def _close(a, b, what: str) -> None:
-    a, b = a.float(), b.float()
+def _close(a, b, what: str, atol: float = ATOL, rtol: float = 0.0) -> None:
+    """Within atol + rtol * max|b| (float32 checks: 1e-4 absolute)."""
+    a, b = a.detach().float().cpu(), b.detach().float().cpu()
     _expect(a.shape == b.shape, f"{what}: shape {tuple(a.shape)} != {tuple(b.shape)}")
     diff = float((a - b).abs().max()) if a.numel() else 0.0
-    _expect(diff <= ATOL, f"{what}: off by {diff:.2g}")
+    bound = atol + rtol * (float(b.abs().max()) if b.numel() else 0.0)
+    _expect(diff <= bound, f"{what}: off by {diff:.2g} (bound {bound:.2g})")
+
+
+@torch.no_grad()
+def hf_logits(model, embed, seq: list[int], prompt):
+    """The model's own next-token logits [V] after [prompt ; seq], no cache."""
+    x = torch.tensor([seq], device=model.device)
+    if prompt is None:
+        return model(input_ids=x, use_cache=False).logits[0, -1]
+    return model(inputs_embeds=torch.cat([prompt, embed(x)[0]])[None], use_cache=False).logits[0, -1]
 
 
 @torch.no_grad()
@@ -66,12 +78,7 @@ def hf_greedy(model, embed, ids: list[int], prompt, steps: int, eos: int | None)
     """A plain HF greedy loop: the whole sequence every step, no cache."""
     seq, out = list(ids), []
     for _ in range(steps):
-        x = torch.tensor([seq])
-        if prompt is None:
-            logits = model(input_ids=x, use_cache=False).logits
-        else:
-            logits = model(inputs_embeds=torch.cat([prompt, embed(x)[0]])[None], use_cache=False).logits
-        tok = int(logits[0, -1].argmax())
+        tok = int(hf_logits(model, embed, seq, prompt).argmax())
         if tok == eos:
             break
         out.append(tok)
@@ -89,7 +96,7 @@ def _rows(lm):
         ids[1].append(ids[1][-1])
     scale = float(lm.input_embeddings.weight.float().std())
     prompts = [torch.randn(3, d) * scale, torch.randn(3, d) * scale, None, torch.randn(5, d) * scale]
-    return prompts, ids
+    return [p if p is None else p.to(lm.device, lm.dtype) for p in prompts], ids
 
 
 def _set_eos(lm, token: int) -> None:
@@ -117,24 +124,25 @@ def _nll(logits, start: int, target: list[int]) -> float:
     HF's labels loss, computed from the model's own logits because some families' labels
     path does not shift)."""
     lp = torch.log_softmax(logits[start - 1: start - 1 + len(target)].float(), -1)
-    return -float(lp.gather(-1, torch.tensor(target)[:, None]).sum())
+    return -float(lp.gather(-1, torch.tensor(target, device=lp.device)[:, None]).sum())
 
 
-def check_logits(lm, model) -> None:
+def check_logits(lm, model, atol: float = ATOL, rtol: float = 0.0) -> None:
     prompts, ids = _rows(lm)
+    dev = model.device
     tgt = [lm.encode([" yes"], add_special_tokens=False)[0] + [5], [7, 8], [9], [10, 11, 12]]
     embed = lm.embed
     # no prompt: logits and loss equal model(input_ids)
     layout = lm.layout(None, ids[3:4])
     ours = lm.model_logits(lambda h: h[0], **lm.model_inputs(layout))[0]
     with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(ids[3:4]), use_cache=False).logits[0]
-    _close(ours, theirs, "logits without a prompt vs model(input_ids)")
+        theirs = model(input_ids=torch.tensor(ids[3:4], device=dev), use_cache=False).logits[0]
+    _close(ours, theirs, "logits without a prompt vs model(input_ids)", atol, rtol)
     out = lm(None, ids, tgt)
     count = sum(len(b) for b in tgt)
-    total = sum(_nll(model(input_ids=torch.tensor([a + b]), use_cache=False).logits[0], len(a), b)
+    total = sum(_nll(model(input_ids=torch.tensor([a + b], device=dev), use_cache=False).logits[0], len(a), b)
                 for a, b in zip(ids, tgt))
-    _close(out.loss.detach(), torch.tensor(total / count), "loss without a prompt vs HF's logits")
+    _close(out.loss, torch.tensor(total / count), "loss without a prompt vs HF's logits", atol, rtol)
     # a soft prompt: gradients reach it; where inputs_embeds is the whole input, logits and loss equal HF's
     prompt = prompts[0].clone().requires_grad_(True)
     loss = lm(prompt, ids, tgt).loss
@@ -150,10 +158,10 @@ def check_logits(lm, model) -> None:
     ours = lm.model_logits(lambda h: h[0], **lm.model_inputs(layout))[0]
     with torch.no_grad():
         theirs = model(inputs_embeds=layout.inputs_embeds, use_cache=False).logits[0]
-    _close(ours, theirs, "logits with a prompt vs model(inputs_embeds)")
+    _close(ours, theirs, "logits with a prompt vs model(inputs_embeds)", atol, rtol)
     total = sum(_nll(model(inputs_embeds=torch.cat([p, embed(torch.tensor(a + b))])[None], use_cache=False).logits[0],
                      3 + len(a), b) for a, b in zip(ids, tgt))
-    _close(lm(p, ids, tgt).loss.detach(), torch.tensor(total / count), "loss with a prompt vs HF's logits")
+    _close(lm(p, ids, tgt).loss, torch.tensor(total / count), "loss with a prompt vs HF's logits", atol, rtol)
 
 
 def check_generation(lm, model, steps: int = 8) -> int | None:
@@ -207,8 +215,18 @@ def check_save_load(lm, tmp: Path) -> None:
     _expect(before == after, f"loss after save/load {after} != {before}")
 
 
-def check(family: str, tok, tmp: Path) -> Result:
-    """Every check on one family; the first that fails is the reason."""
+def strict_checks(lm, model, tmp: Path) -> None:
+    """The float32 checks, in order: logits, save/load, generation, serving."""
+    check_logits(lm, model)
+    check_save_load(lm, tmp)
+    check_generation(lm, model)
+    check_serving(lm, tmp)
+
+
+def check(family: str, tok, tmp: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
+          checks=strict_checks) -> Result:
+    """`checks(lm, model, tmp)` on one family's tiny model on `device` in `dtype`; the first
+    mismatch (or error) is the reason."""
     from shoulders.backbone import FrozenLM
     from shoulders.errors import ShouldersError
 
@@ -221,6 +239,7 @@ def check(family: str, tok, tmp: Path) -> Result:
     except Exception as e:  # noqa: BLE001 - a config this file cannot shrink yet
         return Result(family, "no tiny config", _line(e), seconds=time.time() - start)
     size = n_params(model)
+    model.to(device, dtype)
     try:
         lm = FrozenLM(model, _fresh(tok), family)
     except ShouldersError as e:
@@ -230,16 +249,13 @@ def check(family: str, tok, tmp: Path) -> Result:
                       params=size, seconds=time.time() - start)
     notes = lm.family.notes()
     try:
-        check_logits(lm, model)
-        check_save_load(lm, tmp)
-        check_generation(lm, model)
-        check_serving(lm, tmp)
+        checks(lm, model, tmp)
     except Exception as e:  # noqa: BLE001 - the table records it
         return Result(family, "fail", _line(e), notes, size, time.time() - start)
     return Result(family, "pass", "", notes, size, time.time() - start)
 
 
-def _timed(family: str, tok, tmp: Path, limit: int) -> Result:
+def _timed(family: str, tok, tmp: Path, limit: int, **kw) -> Result:
     """`check` with a time limit (a family whose tiny config is still too big)."""
     import signal
 
@@ -249,7 +265,7 @@ def _timed(family: str, tok, tmp: Path, limit: int) -> Result:
     old = signal.signal(signal.SIGALRM, stop)
     signal.alarm(limit)
     try:
-        return check(family, tok, tmp)
+        return check(family, tok, tmp, **kw)
     except TimeoutError as e:
         return Result(family, "fail", str(e), seconds=limit)
     finally:
