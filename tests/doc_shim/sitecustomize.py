@@ -35,8 +35,10 @@ def _toyworld(m):  # shoulders.toyworld.bundle: a tiny world and two tiny backbo
                    odqa=OdqaConfig(noise_passages=10, mention_rate=0.0, questions_per_fact=1,
                                    unseen=UnseenConfig(people_ratio=0.25, products_ratio=0.25)),
                    train=PretrainConfig(batch_size=4, warmup_steps=1, max_steps=STEPS, threads=1),
-                   models=(ModelConfig("toy-small", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-                           ModelConfig("toy-large", hidden_size=48, num_layers=1, num_heads=2, intermediate_size=96)))
+                   models=(ModelConfig(name="toy-small", hidden_size=32, num_layers=1, num_heads=2,
+                                       intermediate_size=64),
+                           ModelConfig(name="toy-large", hidden_size=48, num_layers=1, num_heads=2,
+                                       intermediate_size=96)))
 
     m.ToyworldConfig.full = classmethod(smoke)
     m.ToyworldConfig.quick = classmethod(smoke)
@@ -76,7 +78,7 @@ def _recursion(m):
 
 def _standin(m):
     tiny = dict(hidden=32, layers=1, heads=2, ffn=64, steps=STEPS)
-    m.QUICK = dataclasses.replace(m.QUICK, n_people=20, n_cities=5, n_countries=3, passes=2)
+    m.QUICK = m.QUICK.model_copy(update=dict(n_people=20, n_cities=5, n_countries=3, passes=2))
     for name in ("SMALL", "LARGE", "QUICK_SMALL", "QUICK_LARGE"):
         setattr(m, name, dataclasses.replace(getattr(m, name), **tiny))
 

@@ -40,10 +40,11 @@ def test_model_config_builds_the_prior_and_leaves_default_keys_alone():
     from shoulders.toyworld.tiny_lm import byte_bpe
 
     tok = byte_bpe(["Ana Tesk was born in Tamwick."] * 20, vocab_size=300)
-    wired = ModelConfig("t", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
+    wired = ModelConfig(name="t", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
                         prev_token_heads=(1, 2)).build(tok)
     assert wired.config.attention_bias and wired.model.layers[0].self_attn.q_proj.bias.abs().max() > 1
-    plain = ModelConfig("t", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128).build(tok)
+    plain = ModelConfig(name="t", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128).build(tok)
     assert not plain.config.attention_bias
     # unset (None) options are not hashed: caches of backbones built before the option existed stay valid
-    assert config_hash(TOY_SMALL) == config_hash({k: v for k, v in vars(TOY_SMALL).items() if k != "prev_token_heads"})
+    fields = {k: v for k, v in TOY_SMALL.model_dump().items() if k != "prev_token_heads"}
+    assert config_hash(TOY_SMALL) == config_hash(fields)

@@ -27,7 +27,6 @@ model fields (`hidden_size`, `num_layers`, `intermediate_size`, `lr`, ...), `cor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -55,12 +54,28 @@ def build_variant(text: str, quick: bool):
             if group not in parts:
                 raise ValueError(f"variant {text!r}: {key!r} must start with corpus., world. or train.")
             parts[group][field] = value
+        elif key == "name":
+            raise ValueError(f"variant {text!r}: the backbone's name comes from its preset ({base!r})")
         else:
             model_kw[key] = value
-    model = dataclasses.replace(model, name=f"toy-{base}", **model_kw)
-    cfg = dataclasses.replace(cfg, models=(model,),
-                              **{g: dataclasses.replace(getattr(cfg, g), **kw) for g, kw in parts.items() if kw})
+    model = _updated(model, {**model_kw, "name": f"toy-{base}"}, text)
+    cfg = cfg.model_copy(update={"models": (model,),
+                                 **{g: _updated(getattr(cfg, g), kw, text, f"{g}.") for g, kw in parts.items() if kw}})
     return cfg, model
+
+
+def _updated(config, changes: dict, text: str, prefix: str = ""):
+    """`config` with `changes` applied and validated: an unknown field or a bad value is a
+    ValueError that names it (`prefix` + field, as the variant spells it)."""
+    from pydantic import ValidationError
+
+    from shoulders.errors import format_validation_error
+
+    cls = type(config)
+    try:
+        return cls.model_validate({**config.model_dump(), **changes})
+    except ValidationError as err:
+        raise ValueError(f"variant {text!r}: {format_validation_error(err, prefix, cls)}") from None
 
 
 def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
@@ -178,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.variant:
         ap.error("give at least one --variant (or --step-speed or --copy-plateau)")
     out = Path(args.out or Path(args.cache) / f"results-seed{args.seed}{'-quick' if args.quick else ''}.json")
+    try:  # every variant checked before the first one pre-trains: a typo fails now, not hours later
+        variants = [(text, *build_variant(text, args.quick)) for text in args.variant]
+    except ValueError as err:
+        ap.error(str(err))
     rows = json.loads(out.read_text()) if out.exists() else {}
-    for text in args.variant:
-        cfg, model = build_variant(text, args.quick)
+    for text, cfg, model in variants:
         start = time.perf_counter()
         path = ensure_backbones(args.seed, cache_dir=args.cache, names=(model.name,), config=cfg,
                                 threads=args.threads)[model.name]

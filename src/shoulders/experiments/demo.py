@@ -21,10 +21,12 @@ import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
+from shoulders.utils.strict_model import StrictModel
 
 SECTIONS = ("multitask", "reader", "recursion")
 # Torch threads of every process the demo runs, whatever --jobs is: the numbers depend on
@@ -35,18 +37,30 @@ PAPER_FEWSHOT = ("The paper's backbones are J1-Large (7B) and J1-Grande (17B); o
                  "here on the generated world, so their knowledge can be checked against the world itself.")
 
 
-@dataclass
-class DemoConfig:
-    seed: int = 0  # world seed; module seeds are seed, seed+1, ...
-    quick: bool = False  # the small world, short runs, one module seed (the CI-sized smoke run)
-    out: Path = Path("demo_out")
-    seeds: int | None = None  # module seeds per experiment (default: 3 full, 1 quick)
-    sections: tuple[str, ...] = SECTIONS
-    jobs: int = 2  # worker processes for the experiments (1 = in this process)
-    cache_dir: str | None = None  # backbone cache (default: $SHOULDERS_CACHE/toyworld or ~/.cache/shoulders)
-    multitask_steps: int | None = None  # every method's optimizer steps in multitask (default: the budget's)
-    progress: bool = True
-    timings: dict = field(default_factory=dict)
+class DemoConfig(StrictModel):
+    """What `shoulders demo` runs and where it writes."""
+
+    seed: int = Field(0, description="world seed; module seeds are seed, seed+1, ...")
+    quick: bool = Field(False, description="the small world, short runs, one module seed (the CI-sized smoke run)")
+    out: Path = Field(Path("demo_out"), description="folder for report.md, results.json and the plots")
+    seeds: int | None = Field(None, ge=1, description="module seeds per experiment (default: 3 full, 1 quick)")
+    sections: tuple[str, ...] = Field(SECTIONS, description=f"experiments to run, some of {', '.join(SECTIONS)}")
+    jobs: int = Field(2, ge=1, description="worker processes for the experiments (1 = in this process)")
+    cache_dir: str | None = Field(None, description="backbone cache (default: $SHOULDERS_CACHE/toyworld or "
+                                  "~/.cache/shoulders)")
+    multitask_steps: int | None = Field(None, ge=1, description="every method's optimizer steps in multitask "
+                                        "(default: the budget's)")
+    progress: bool = Field(True, description="show progress bars")
+    timings: dict[str, float] = Field(default_factory=dict, description="filled in by run_demo: seconds each "
+                                      "stage took (backbones_s, <section>_s, total_s)")
+
+    @field_validator("sections")
+    @classmethod
+    def _known_sections(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in v if s not in SECTIONS]
+        if unknown:
+            raise ValueError(f"unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
+        return v
 
     @property
     def module_seeds(self) -> list[int]:
@@ -197,9 +211,6 @@ def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, s
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Everything `shoulders demo` does; returns what it writes to results.json."""
-    unknown = [s for s in cfg.sections if s not in SECTIONS]
-    if unknown:
-        raise ValueError(f"--only: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from pydantic import Field, model_validator
 
 from shoulders.data.examples import Example, Task
 from shoulders.toyworld.tiny_lm import byte_bpe, llama_config
 from shoulders.train import loop
+from shoulders.utils.strict_model import StrictModel
 
 BORN = ("{p} was born in {c}.", "{p} is a native of {c}.", "The birthplace of {p} is {c}.",
         "{c} is the hometown of {p}.", "{p} comes from {c}.")
@@ -35,17 +37,28 @@ ASK_CHAIN = ("In which country was {p} born?", "{p} was born in which country?",
 _C, _V = "bdfgklmnprstvz", "aeiou"
 
 
-@dataclass
-class StandinConfig:
-    n_people: int = 150
-    n_cities: int = 18
-    n_countries: int = 6
-    passes: int = 12  # each pass restates every fact once and asks it in a Q/A line with p = qa_share
-    qa_share: float = 0.5
-    dev_frac: float = 0.2  # large dev and test splits: EM differences of a few points must be measurable
-    test_frac: float = 0.5
-    vocab_size: int = 1024
-    seed: int = 0
+class StandinConfig(StrictModel):
+    """The stand-in world, its corpus and its closed-book splits."""
+
+    n_people: int = Field(150, ge=1, description="people, each born in one city")
+    n_cities: int = Field(18, ge=1, description="cities, spread round-robin over the countries")
+    n_countries: int = Field(6, ge=1, description="countries")
+    passes: int = Field(12, ge=1, description="each pass restates every fact once and asks it in a Q/A line with "
+                        "p = qa_share")
+    qa_share: float = Field(0.5, ge=0, le=1, description="probability that a pass also asks each birthplace fact in a "
+                            "Q/A line")
+    dev_frac: float = Field(0.2, ge=0, le=1, description="share of the questions (of each hop count) in dev; large "
+                            "dev and test splits: EM differences of a few points must be measurable")
+    test_frac: float = Field(0.5, ge=0, le=1, description="share of the questions (of each hop count) in test")
+    vocab_size: int = Field(1024, ge=259, description="BPE vocabulary, special tokens and the 256 byte symbols "
+                            "included")
+    seed: int = Field(0, description="seeds the world, the corpus and the splits")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dev_frac + self.test_frac > 1:
+            raise ValueError(f"dev_frac + test_frac must be <= 1, got {self.dev_frac} + {self.test_frac}")
+        return self
 
 
 @dataclass

@@ -7,12 +7,13 @@ seed and kept in memory; backbones are cached on disk (see `pretrain.train_cache
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from shoulders.data.examples import Task
 from shoulders.toyworld.closedbook import ClosedBookConfig, build_closedbook
@@ -22,23 +23,34 @@ from shoulders.toyworld.pretrain import TOY_LARGE, TOY_SMALL, ModelConfig, Pretr
 from shoulders.toyworld.tasks import TaskSetConfig, build_tasks
 from shoulders.toyworld.tokenizer import TokenizerConfig, train_tokenizer
 from shoulders.toyworld.world import World, WorldConfig, build_world
+from shoulders.utils.strict_model import StrictModel
 
 
 # What each part of a backbone's cache key is (named in its key.json and cache-miss message).
 KEY_NAMES = ("world_seed", "world", "corpus", "corpus_text_sha256", "tokenizer", "tokenizer_passes")
 
 
-@dataclass
-class ToyworldConfig:
-    world: WorldConfig = field(default_factory=WorldConfig)  # entity counts
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)  # pre-training text
-    tasks: TaskSetConfig = field(default_factory=TaskSetConfig)  # the P3-style suite
-    odqa: OdqaConfig = field(default_factory=OdqaConfig)  # passages + open-domain questions
-    closedbook: ClosedBookConfig = field(default_factory=ClosedBookConfig)  # 1-hop and 2-hop questions
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    train: PretrainConfig = field(default_factory=PretrainConfig)  # pre-training loop (shared by all models)
-    models: tuple[ModelConfig, ...] = (TOY_SMALL, TOY_LARGE)
-    tokenizer_passes: int = 3  # corpus passes the BPE is trained on (more adds nothing)
+class ToyworldConfig(StrictModel):
+    """Every knob of the toy world, its datasets and its backbones, with its default visible."""
+
+    world: WorldConfig = Field(default_factory=WorldConfig, description="entity counts")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="pre-training text")
+    tasks: TaskSetConfig = Field(default_factory=TaskSetConfig, description="the P3-style suite")
+    odqa: OdqaConfig = Field(default_factory=OdqaConfig, description="passages + open-domain questions")
+    closedbook: ClosedBookConfig = Field(default_factory=ClosedBookConfig, description="1-hop and 2-hop questions")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="the byte-level BPE")
+    train: PretrainConfig = Field(default_factory=PretrainConfig, description="pre-training loop (shared by all "
+                                  "models)")
+    models: tuple[ModelConfig, ...] = Field((TOY_SMALL, TOY_LARGE), min_length=1, description="the backbones, "
+                                            "each pre-trained on the same corpus and tokenizer")
+    tokenizer_passes: int = Field(3, ge=1, description="corpus passes the BPE is trained on (more adds nothing)")
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: backbone names must be distinct, got {names}")
+        return self
 
     @classmethod
     def full(cls) -> "ToyworldConfig":
@@ -125,7 +137,8 @@ def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path |
     """
     cfg = resolve(quick, config)
     if threads is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+        train = PretrainConfig.model_validate({**cfg.train.model_dump(), "threads": threads})
+        cfg = cfg.model_copy(update={"train": train})
     models = [m for m in cfg.models if names is None or m.name in names]
     if names is not None and len(models) != len(set(names)):
         raise ValueError(f"unknown backbone(s) in {names}: have {[m.name for m in cfg.models]}")

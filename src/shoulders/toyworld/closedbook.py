@@ -11,20 +11,34 @@ is what is tested).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from pydantic import Field, model_validator
 
 from shoulders.data.examples import Example, Task
 from shoulders.toyworld.relations import CHAINS, QUESTIONS, ask
 from shoulders.toyworld.splits import split3
 from shoulders.toyworld.world import RELATIONS, Fact, World
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class ClosedBookConfig:
-    dev_frac: float = 0.1
-    test_frac: float = 0.2
-    relations: tuple[str, ...] = tuple(RELATIONS)  # 1-hop relations asked
-    chains: tuple[str, ...] = tuple(c.name for c in CHAINS)  # 2-hop chains asked
+class ClosedBookConfig(StrictModel):
+    """Which closed-book questions are asked and how they are split (at random, per hop count)."""
+
+    dev_frac: float = Field(0.1, ge=0, le=1, description="share of the questions (of each hop count) in dev")
+    test_frac: float = Field(0.2, ge=0, le=1, description="share of the questions (of each hop count) in test")
+    relations: tuple[str, ...] = Field(tuple(RELATIONS), description="1-hop relations asked")
+    chains: tuple[str, ...] = Field(tuple(c.name for c in CHAINS), description="2-hop chains asked")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dev_frac + self.test_frac > 1:
+            raise ValueError(f"dev_frac + test_frac must be <= 1, got {self.dev_frac} + {self.test_frac}")
+        unknown = [r for r in self.relations if r not in RELATIONS] + [
+            c for c in self.chains if c not in {ch.name for ch in CHAINS}]
+        if unknown:
+            raise ValueError(f"unknown relations or chains {unknown}: have {list(RELATIONS)} and "
+                             f"{[ch.name for ch in CHAINS]}")
+        return self
 
 
 def one_hop(world: World, fact: Fact, template: str, idx: int) -> Example:

@@ -12,13 +12,15 @@ never written down: 2-hop questions must be answered by composing two stored fac
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from pydantic import Field
 
 from shoulders.toyworld import genres, reading
 from shoulders.toyworld.lexicon import PROFESSIONS, article
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.relations import QUESTIONS, STATEMENTS, ask, state
 from shoulders.toyworld.world import RELATIONS, Fact, World, world_stems
+from shoulders.utils.strict_model import CountRange, StrictModel
 
 LIST_HEADS = {"born_in": "People born in {o}", "works_for": "Employees of {o}", "studied_at": "Graduates of {o}",
               "located_in": "Cities in {o}", "founded_by": "Companies founded by {o}",
@@ -26,40 +28,45 @@ LIST_HEADS = {"born_in": "People born in {o}", "works_for": "Employees of {o}", 
               "campus_in": "Schools in {o}"}
 
 
-@dataclass
-class CorpusConfig:
+class CorpusConfig(StrictModel):
     """How much of each kind of text one pass holds; n_passes sets the corpus size."""
 
-    n_passes: int = 60  # each pass restates every fact in fresh paraphrases (~21k tokens a pass)
-    qa_lines_per_doc: tuple[int, int] = (3, 8)  # "Q: ... A: ..." lines per Q/A document
-    dialogue_share: float = 0.3  # share of facts also said in a two-speaker dialogue per pass
-    reviews: int = 40  # product reviews per pass
-    posts: int = 15  # city posts per pass
-    headlines: int = 20  # topic headlines per pass
-    reading: int = 20  # passage + question docs about world entities per pass
-    fiction: int = 25  # passage + question docs with invented names (pure copying) per pass
-    multi_reading: int = 15  # several short passages, one question about one of them, per pass
-    records: int = 15  # record -> sentence docs per pass
-    summaries: int = 15  # paragraph -> "In short:" docs per pass
-    paraphrases: int = 15  # "X. In other words, Y." docs per pass
-    # Measured on dev probes (docs/backbones.md): with document masking these raise reading
-    # and 2-hop and keep 1-hop knowledge; without it they cost knowledge.
-    unseen_reading: int = 150  # reader-format drill docs about invented subjects per pass (see reading.py)
-    copy_spans: int = 40  # "List: ... / Again: ..." repeated-span docs per pass
-    reading_items_per_doc: tuple[int, int] = (1, 3)  # unseen_reading docs hold this many items, few-shot style
-    # Passages per drill item (None = 1-3, as the reading probe shows them). Only items with
-    # 2+ passages need the subject matched; one-passage items need just the relation found.
-    reading_passages: tuple[int, int] | None = None
-    # Multi-question drills per pass (None = 0): 2-3 passages, then a question about each of
-    # 2-3 of their subjects (reading.multi_question_drill); only the name tells which passage answers.
-    multi_question: int | None = None
-    # Associative-recall drills per pass (None = 0): invented subjects paired with objects,
-    # then some subjects again with their objects (reading.assoc_recall_drill): the subject
-    # match alone, in a few dozen tokens.
-    assoc_recall: int | None = None
-    # Invented last names / brands the drills draw from. A small pool turns every name into
-    # one token (the BPE merges it), while unseen names, as the probe's, split into pieces.
-    reading_names: int = 1000
+    n_passes: int = Field(60, ge=1, description="each pass restates every fact in fresh paraphrases "
+                          "(~21k tokens a pass)")
+    qa_lines_per_doc: CountRange = Field((3, 8), description='"Q: ... A: ..." lines per Q/A document (lo, hi)')
+    dialogue_share: float = Field(0.3, ge=0, le=1, description="share of facts also said in a two-speaker "
+                                  "dialogue per pass")
+    reviews: int = Field(40, ge=0, description="product reviews per pass")
+    posts: int = Field(15, ge=0, description="city posts per pass")
+    headlines: int = Field(20, ge=0, description="topic headlines per pass")
+    reading: int = Field(20, ge=0, description="passage + question docs about world entities per pass")
+    fiction: int = Field(25, ge=0, description="passage + question docs with invented names (pure copying) per pass")
+    multi_reading: int = Field(15, ge=0, description="several short passages, one question about one of them, "
+                               "per pass")
+    records: int = Field(15, ge=0, description="record -> sentence docs per pass")
+    summaries: int = Field(15, ge=0, description='paragraph -> "In short:" docs per pass')
+    paraphrases: int = Field(15, ge=0, description='"X. In other words, Y." docs per pass')
+    # Measured on dev probes (docs/backbones.md): with document masking the reading and copy
+    # drills raise reading and 2-hop and keep 1-hop knowledge; without it they cost knowledge.
+    unseen_reading: int = Field(150, ge=0, description="reader-format drill docs about invented subjects per pass "
+                                "(see reading.py)")
+    copy_spans: int = Field(40, ge=0, description='"List: ... / Again: ..." repeated-span docs per pass')
+    reading_items_per_doc: CountRange = Field((1, 3), description="unseen_reading docs hold this many items "
+                                              "(lo, hi), few-shot style")
+    reading_passages: CountRange | None = Field(None, description="passages per drill item (lo, hi); None = 1-3, "
+                                                "as the reading probe shows them. Only items with 2+ passages "
+                                                "need the subject matched; one-passage items need just the "
+                                                "relation found")
+    multi_question: int | None = Field(None, ge=0, description="multi-question drills per pass (None = 0): 2-3 "
+                                       "passages, then a question about each of 2-3 of their subjects "
+                                       "(reading.multi_question_drill); only the name tells which passage answers")
+    assoc_recall: int | None = Field(None, ge=0, description="associative-recall drills per pass (None = 0): "
+                                     "invented subjects paired with objects, then some subjects again with their "
+                                     "objects (reading.assoc_recall_drill): the subject match alone, in a few "
+                                     "dozen tokens")
+    reading_names: int = Field(1000, ge=1, description="invented last names / brands the drills draw from. A "
+                               "small pool turns every name into one token (the BPE merges it), while unseen "
+                               "names, as the probe's, split into pieces")
 
     @classmethod
     def quick(cls) -> "CorpusConfig":

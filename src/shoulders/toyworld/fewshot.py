@@ -13,18 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
 from shoulders.data.examples import Example
 from shoulders.data.metrics import exact_match
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class FewShotConfig:
-    k: int = 5  # demonstrations per prompt
-    max_new_tokens: int = 12
-    batch_size: int = 32
-    seed: int = 0  # picks the demonstrations (different ones for each question)
-    match: str | None = "hops"  # draw demos with the same meta[match] as the question (None: any)
+class FewShotConfig(StrictModel):
+    """How the few-shot baseline prompts and decodes."""
+
+    k: int = Field(5, ge=0, description="demonstrations per prompt")
+    max_new_tokens: int = Field(12, ge=1, description="greedy tokens generated per answer")
+    batch_size: int = Field(32, ge=1, description="prompts per generation batch")
+    seed: int = Field(0, description="picks the demonstrations (different ones for each question)")
+    match: str | None = Field("hops", description="draw demos with the same meta[match] as the question "
+                              "(None: any)")
 
 
 @dataclass

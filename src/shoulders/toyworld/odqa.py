@@ -20,6 +20,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from pydantic import Field, model_validator
+
 from shoulders.data.examples import Example
 from shoulders.toyworld import genres
 from shoulders.toyworld.corpus import LIST_HEADS
@@ -27,6 +29,7 @@ from shoulders.toyworld.relations import QUESTIONS, STATEMENTS, ask, state
 from shoulders.toyworld.splits import entity_splits
 from shoulders.toyworld.unseen import UnseenConfig, extend_with_unseen
 from shoulders.toyworld.world import Fact, World
+from shoulders.utils.strict_model import CountRange, StrictModel
 
 MENTIONS = {
     "person": ("{x} once met {y}.", "{y} is a friend of {x}.", "{x} and {y} worked on a project together."),
@@ -59,15 +62,27 @@ class OdqaQuestion:
     meta: dict = field(default_factory=dict)
 
 
-@dataclass
-class OdqaConfig:
-    facts_per_passage: tuple[int, int] = (1, 2)  # an entity's facts are cut into passages of this size
-    mention_rate: float = 1.0  # mention distractors per fact (fractional part = probability)
-    noise_passages: int = 200  # reviews and headlines that answer nothing
-    questions_per_fact: int = 2  # distinct phrasings asked per fact (same split: split is by subject)
-    dev_frac: float = 0.1  # of subject entities (per kind)
-    test_frac: float = 0.25
-    unseen: UnseenConfig = field(default_factory=UnseenConfig)  # entities only the passages know
+class OdqaConfig(StrictModel):
+    """The open-domain QA passage collection and its questions (split by subject entity)."""
+
+    facts_per_passage: CountRange = Field((1, 2), description="an entity's facts are cut into passages of this "
+                                          "size (lo, hi)")
+    mention_rate: float = Field(1.0, ge=0, description="mention distractors per fact (fractional part = "
+                                "probability)")
+    noise_passages: int = Field(200, ge=0, description="reviews and headlines that answer nothing")
+    questions_per_fact: int = Field(2, ge=1, description="distinct phrasings asked per fact (same split: split is "
+                                    "by subject)")
+    dev_frac: float = Field(0.1, ge=0, le=1, description="share of subject entities (per kind) whose questions "
+                            "are dev")
+    test_frac: float = Field(0.25, ge=0, le=1, description="share of subject entities (per kind) whose questions "
+                             "are test")
+    unseen: UnseenConfig = Field(default_factory=UnseenConfig, description="entities only the passages know")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dev_frac + self.test_frac > 1:
+            raise ValueError(f"dev_frac + test_frac must be <= 1, got {self.dev_frac} + {self.test_frac}")
+        return self
 
 
 @dataclass

@@ -18,35 +18,49 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, Field, model_validator
 
 from shoulders.train import loop
 from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
+from shoulders.utils.strict_model import StrictModel
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(StrictModel):
     """A Llama-architecture decoder; sizes only (vocab comes from the tokenizer)."""
 
-    name: str = "toy-small"
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512  # SwiGLU width
-    max_positions: int = 256  # the context window; equals the training sequence length
-    rope_theta: float = 10000.0
-    lr: float | None = None  # overrides PretrainConfig.lr: bigger models want smaller steps
-    # First-layer heads that start as "look d tokens back" heads, one offset per head
-    # (toyworld/attention_prior.py; needs q/k biases, so it turns attention_bias on).
-    # None = off, and keeps older cache keys.
-    prev_token_heads: tuple[int, ...] | None = None
+    name: str = Field("toy-small", min_length=1, description="the backbone's name (its cache folder and the "
+                      "name experiments ask for)")
+    hidden_size: int = Field(128, ge=1, description="model width; a multiple of num_heads")
+    num_layers: int = Field(4, ge=1, description="decoder layers")
+    num_heads: int = Field(4, ge=1, description="attention heads (as many key/value heads)")
+    intermediate_size: int = Field(512, ge=1, description="SwiGLU width")
+    max_positions: int = Field(256, ge=1, description="the context window; equals the training sequence length")
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base")
+    lr: float | None = Field(None, gt=0, description="overrides PretrainConfig.lr: bigger models want smaller "
+                             "steps (None: PretrainConfig.lr)")
+    prev_token_heads: tuple[int, ...] | None = Field(None, description="first-layer heads that start as \"look d "
+                                                     "tokens back\" heads, one offset d >= 1 per head "
+                                                     "(toyworld/attention_prior.py; needs q/k biases, so it turns "
+                                                     "attention_bias on). None = off, and keeps older cache keys")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of num_heads={self.num_heads}")
+        if self.prev_token_heads is not None:
+            if len(self.prev_token_heads) > self.num_heads:
+                raise ValueError(f"prev_token_heads: {len(self.prev_token_heads)} offsets for {self.num_heads} heads")
+            if any(d < 1 for d in self.prev_token_heads):
+                raise ValueError(f"prev_token_heads: offsets must be >= 1, got {self.prev_token_heads}")
+        return self
 
     def hf_config(self, tokenizer):
         extra = {"attention_bias": True} if self.prev_token_heads else {}
@@ -66,40 +80,44 @@ class ModelConfig:
         return model
 
 
-TOY_SMALL = ModelConfig("toy-small", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
+TOY_SMALL = ModelConfig(name="toy-small", hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
 # Twice toy-small's width (3.5x the parameters, about 1.6x its step time): chosen on dev
 # probes over a bigger world (docs/backbones.md, "Scale"), where it stored 100% of 1-hop
 # facts against toy-small's 98.7%, and the earlier 128-wide, 8-layer shape 48.7% (lr 5e-3)
 # or 77.6% (lr 2e-3).
-TOY_LARGE = ModelConfig("toy-large", hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, lr=2e-3)
+TOY_LARGE = ModelConfig(name="toy-large", hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, lr=2e-3)
 
 
-@dataclass
-class PretrainConfig:
-    seed: int = 0
-    seq_len: int = 256
-    batch_size: int = 8  # sequences per step
-    epochs: float = 1.0  # passes over the packed corpus (the corpus itself repeats facts)
-    max_steps: int = 0  # if > 0, stop after this many steps (smoke tests)
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    threads: int = 0  # torch threads; 0 = auto (idle cores, see `auto_threads`)
-    precision: str = "auto"  # auto (bf16 autocast where the CPU has bf16 units, else fp32) | bf16 | fp32
-    # Attention stays inside each packed document, positions restart at its <bos>: every
-    # document is seen as at inference, and the context a copy must search is the document,
-    # not the whole 256-token row (see docs/backbones.md: copying forms far sooner so).
-    doc_mask: bool = True
-    # Steps of random token sequences said twice before the corpus (always doc-masked):
-    # only copying predicts the repeat, so attention learns to copy (induction) first,
-    # and reading drills then teach reading in a few hundred steps (docs/backbones.md).
-    copy_warmup_steps: int = 0
-    # Share of the main phase's rows that are random copy rows too (shuffled in with the
-    # corpus rows): keeps copying needed on every step, not only during the warm-up.
-    copy_mix: float | None = None  # None = 0 (and keeps older cache keys)
+class PretrainConfig(StrictModel):
+    """The pre-training loop, shared by every backbone of a world."""
+
+    seed: int = Field(0, description="seeds the initialisation, the copy rows and the data order")
+    seq_len: int = Field(256, ge=2, description="tokens per packed training row")
+    batch_size: int = Field(8, ge=1, description="sequences per step")
+    epochs: float = Field(1.0, gt=0, description="passes over the packed corpus (the corpus itself repeats facts)")
+    max_steps: int = Field(0, ge=0, description="if > 0, stop after this many steps (smoke tests)")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (a model's own ModelConfig.lr overrides it)")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps before the cosine decay")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (on weights of 2+ dimensions; biases "
+                                "and norms get none)")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
+    threads: int = Field(0, ge=0, description="torch threads; 0 = auto (idle cores, see `auto_threads`); not part "
+                         "of the cache key")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto (bf16 autocast where the CPU has "
+                                                       "bf16 units, else fp32) | bf16 | fp32")
+    doc_mask: bool = Field(True, description="attention stays inside each packed document, positions restart at "
+                           "its <bos>: every document is seen as at inference, and the context a copy must search "
+                           "is the document, not the whole 256-token row (see docs/backbones.md: copying forms far "
+                           "sooner so)")
+    copy_warmup_steps: int = Field(0, ge=0, description="steps of random token sequences said twice before the "
+                                   "corpus (always doc-masked): only copying predicts the repeat, so attention "
+                                   "learns to copy (induction) first, and reading drills then teach reading in a "
+                                   "few hundred steps (docs/backbones.md)")
+    copy_mix: float | None = Field(None, ge=0, lt=1, description="share of the main phase's rows that are random "
+                                   "copy rows too (shuffled in with the corpus rows): keeps copying needed on every "
+                                   "step, not only during the warm-up. None = 0 (and keeps older cache keys)")
 
     @classmethod
     def quick(cls) -> "PretrainConfig":
@@ -239,9 +257,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
         gen = torch.Generator().manual_seed(train_cfg.seed)
         warm = copy_rows(tokenizer, train_cfg.copy_warmup_steps * train_cfg.batch_size, train_cfg.seq_len, gen)
         corpus_rows = len(data)
-        if train_cfg.copy_mix:
-            if not 0.0 <= train_cfg.copy_mix < 1.0:
-                raise ValueError(f"PretrainConfig.copy_mix={train_cfg.copy_mix}: expected a share in [0, 1)")
+        if train_cfg.copy_mix:  # a share in [0, 1), checked by PretrainConfig
             n_mix = round(len(data) * train_cfg.copy_mix / (1 - train_cfg.copy_mix))
             data = torch.cat([data, copy_rows(tokenizer, n_mix, train_cfg.seq_len, gen)])
         n_epochs = math.ceil(train_cfg.epochs)
@@ -277,7 +293,7 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
                  "steps": total,
                  "first_loss": round(first, 4), "final_loss": round(sum(recent) / len(recent), 4),
                  "wall_time_s": round(time.time() - start, 1), "threads": n_threads, "precision": precision,
-                 "model": asdict(model_cfg), "train": asdict(train_cfg), "format_version": FORMAT_VERSION}
+                 "model": model_cfg.model_dump(), "train": train_cfg.model_dump(), "format_version": FORMAT_VERSION}
         (out_dir / "pretrain.json").write_text(json.dumps(stats, indent=2))
         return stats
     finally:
@@ -285,9 +301,9 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
 
 
 def _hashed(part):
-    """What of one key part shapes the weights: a dataclass's fields less the thread count
+    """What of one key part shapes the weights: a config's fields less the thread count
     and unset (None) options; anything else as it is."""
-    d = asdict(part) if hasattr(part, "__dataclass_fields__") else part
+    d = part.model_dump() if isinstance(part, BaseModel) else part
     return {k: v for k, v in d.items() if k != "threads" and v is not None} if isinstance(d, dict) else d
 
 
@@ -313,7 +329,7 @@ def key_record(names: tuple[str, ...], parts: tuple) -> dict:
     beside each cached backbone so a later cache miss can say what changed."""
     out: dict = {}
     for name, part in zip(names, parts):
-        if hasattr(part, "__dataclass_fields__"):
+        if isinstance(part, BaseModel):
             out.update({f"{name}.{k}": v for k, v in _hashed(part).items()})
         else:
             out[name] = part
@@ -360,7 +376,7 @@ def train_cached(model_cfg: ModelConfig, train_cfg: PretrainConfig, key_parts: t
     complete, so an interrupted run never leaves a half-written backbone behind.
     """
     # The resolved precision is hashed: bf16 and fp32 runs give different weights.
-    train_cfg = replace(train_cfg, precision=resolve_precision(train_cfg.precision))
+    train_cfg = train_cfg.model_copy(update={"precision": resolve_precision(train_cfg.precision)})
     final = cache_root(cache_dir) / config_hash(*key_parts, model_cfg, train_cfg) / model_cfg.name
     if (final / "pretrain.json").exists():
         return final

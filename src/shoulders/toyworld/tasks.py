@@ -11,22 +11,33 @@ method that merely learnt a template's wording is caught out.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from pydantic import Field, model_validator
 
 from shoulders.data.examples import Example, Task
 from shoulders.toyworld.splits import SPLITS, entity_splits
 from shoulders.toyworld.task_defs import SPECS, TaskSpec
 from shoulders.toyworld.world import World
+from shoulders.utils.strict_model import StrictModel
 
-@dataclass
-class TaskSetConfig:
-    n_train: int = 300  # examples per task and split (fewer if the entity pool runs dry)
-    n_dev: int = 50
-    n_test: int = 100
-    dev_frac: float = 0.15  # share of each kind's entities held out for dev
-    test_frac: float = 0.15  # ... and for test
-    heldout_template: bool = False  # test uses only the last template, train/dev the others
-    tasks: tuple[str, ...] = tuple(s.name for s in SPECS)  # which datasets to build
+
+class TaskSetConfig(StrictModel):
+    """The sizes and splits of the prompted multi-task suite."""
+
+    n_train: int = Field(300, ge=0, description="training examples per task (fewer if the entity pool runs dry)")
+    n_dev: int = Field(50, ge=0, description="dev examples per task (fewer if the entity pool runs dry)")
+    n_test: int = Field(100, ge=0, description="test examples per task (fewer if the entity pool runs dry)")
+    dev_frac: float = Field(0.15, ge=0, le=1, description="share of each kind's entities held out for dev")
+    test_frac: float = Field(0.15, ge=0, le=1, description="share of each kind's entities held out for test")
+    heldout_template: bool = Field(False, description="test uses only the last template, train/dev the others")
+    tasks: tuple[str, ...] = Field(tuple(s.name for s in SPECS), description="which datasets to build "
+                                   "(names from task_defs.SPECS)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dev_frac + self.test_frac > 1:
+            raise ValueError(f"dev_frac + test_frac must be <= 1, got {self.dev_frac} + {self.test_frac}")
+        return self
 
     @classmethod
     def quick(cls) -> "TaskSetConfig":

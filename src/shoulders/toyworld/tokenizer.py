@@ -7,16 +7,19 @@ and `<pad>` exists so that batching never has to borrow eos.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
 from shoulders.toyworld.tiny_lm import byte_bpe
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class TokenizerConfig:
-    vocab_size: int = 3072  # total, special tokens and the 256 byte symbols included
-    min_frequency: int = 2  # a merge must occur at least this often in the corpus
+class TokenizerConfig(StrictModel):
+    """The byte-level BPE trained on the corpus."""
+
+    vocab_size: int = Field(3072, ge=259, description="total, special tokens and the 256 byte symbols included")
+    min_frequency: int = Field(2, ge=1, description="a merge must occur at least this often in the corpus")
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig | None = None):

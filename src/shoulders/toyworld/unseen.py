@@ -10,17 +10,21 @@ a lexical retriever.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from pydantic import Field
 
 from shoulders.toyworld.lexicon import INDUSTRIES, PROFESSIONS
 from shoulders.toyworld.names import NameMaker
 from shoulders.toyworld.world import Entity, Fact, World, world_stems
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class UnseenConfig:
-    people_ratio: float = 1.0  # unseen people per corpus person (they appear only in the passages)
-    products_ratio: float = 0.67  # unseen products per corpus product
+class UnseenConfig(StrictModel):
+    """How many entities exist only in the open-domain passages."""
+
+    people_ratio: float = Field(1.0, ge=0, description="unseen people per corpus person (they appear only in the "
+                                "passages)")
+    products_ratio: float = Field(0.67, ge=0, description="unseen products per corpus product")
 
 
 def extend_with_unseen(world: World, cfg: UnseenConfig) -> tuple[World, set[str]]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
+from pydantic import Field, model_validator
+
 from shoulders.toyworld.lexicon import INDUSTRIES, PROFESSIONS, UNIVERSITY_WORDS
 from shoulders.toyworld.names import NameMaker, person_names
+from shoulders.utils.strict_model import StrictModel
 
 KINDS = ("person", "city", "country", "company", "product", "university")
 
@@ -35,8 +38,7 @@ RELATIONS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass
-class WorldConfig:
+class WorldConfig(StrictModel):
     """How many entities of each kind. The defaults are the full demo world.
 
     Sized for what toy-small can memorise in its pre-training budget: on the same
@@ -44,20 +46,22 @@ class WorldConfig:
     few-shot 1-hop EM, this 60-person one (478 facts, ~60 exposures) 92%.
     """
 
-    n_people: int = 60
-    n_cities: int = 24
-    n_countries: int = 6
-    n_companies: int = 20
-    n_products: int = 30
-    n_universities: int = 8
+    n_people: int = Field(60, ge=1, description="people (each company's founder is one of them)")
+    n_cities: int = Field(24, ge=2, description="cities, at least two per country")
+    n_countries: int = Field(6, ge=1, description="countries")
+    n_companies: int = Field(20, ge=1, description="companies, at most one per person (each has its own founder)")
+    n_products: int = Field(30, ge=1, description="products, at least one per company")
+    n_universities: int = Field(8, ge=1, description="universities")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self):
         if self.n_cities < 2 * self.n_countries:
             raise ValueError("need at least two cities per country (n_cities >= 2 * n_countries)")
         if self.n_companies > self.n_people:
             raise ValueError("every company needs its own founder (n_companies <= n_people)")
         if self.n_products < self.n_companies:
             raise ValueError("every company makes at least one product (n_products >= n_companies)")
+        return self
 
     @classmethod
     def quick(cls) -> "WorldConfig":
@@ -129,13 +133,13 @@ class World:
         return list(self._inverse.get((obj, relation), []))
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "config": asdict(self.config),
+        return {"seed": self.seed, "config": self.config.model_dump(),
                 "entities": [asdict(e) for e in self.entities.values()],
                 "facts": [asdict(f) for f in self.facts]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "World":
-        return cls(seed=d["seed"], config=WorldConfig(**d["config"]),
+        return cls(seed=d["seed"], config=WorldConfig.model_validate(d["config"]),
                    entities={e["id"]: Entity(**e) for e in d["entities"]},
                    facts=[Fact(**f) for f in d["facts"]])
 

@@ -5,10 +5,24 @@ It lives here, below every library folder, so that a config anywhere (the backbo
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
     """A config model that rejects unknown keys, so a typo is an error, not a default."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _ordered_positive(value: tuple[int, int]) -> tuple[int, int]:
+    lo, hi = value
+    if not 1 <= lo <= hi:
+        raise ValueError(f"expected (lo, hi) with 1 <= lo <= hi, got {value}")
+    return value
+
+
+# An inclusive count range drawn from with `random.randint(lo, hi)` (a JSON list of two
+# ints is accepted): at least one, and lo <= hi.
+CountRange = Annotated[tuple[int, int], AfterValidator(_ordered_positive)]
