@@ -85,3 +85,13 @@ def run_load(url: str, bodies: list[dict], *, concurrency: int, max_seconds: flo
     """Send `bodies` to `url`/v1/completions with `concurrency` clients; see the module doc."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return asyncio.run(_run(url, bodies, concurrency, max_seconds, headers))
+
+
+def batch_rows(url: str, api_key: str | None = None) -> tuple[float, float]:
+    """The server's (sum, count) of rows per decode step so far, from its /metrics: the
+    difference of two readings gives the mean rows per step in between."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    text = httpx.get(url + "/metrics", headers=headers).text
+    vals = dict(ln.split(" ") for ln in text.splitlines() if ln.startswith(("shoulders_batch_rows_sum",
+                                                                             "shoulders_batch_rows_count")))
+    return float(vals["shoulders_batch_rows_sum"]), float(vals["shoulders_batch_rows_count"])

@@ -14,6 +14,10 @@ at all: >= 3x). Requests are greedy with `ignore_eos`, lengths cycling through
 lost or fail, and every answer must equal the same request served alone (sent one at a
 time afterwards to the same server).
 
+`vs_generate=True` (the default) adds the server against transformers' own `generate` on
+the same backbone, one request alone and 16 concurrent requests over several modules
+(`bench.serve_vs_generate`): the claim is >= 1.0x in both.
+
 The default backbone is a randomly initialised Llama (~31M parameters, 8k vocabulary)
 with random prompt-tuning modules: sized so that a 2-core CPU finishes in minutes.
 """
@@ -31,15 +35,21 @@ from pathlib import Path
 from typing import Any
 
 from shoulders.bench.launch import ServerProcess
-from shoulders.bench.loadgen import run_load
+from shoulders.bench.loadgen import batch_rows, run_load
+from shoulders.bench.serve_vs_generate import VsWorkload, run_vs_generate, vs_generate_markdown
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 
 SYLLABLES = [c + v for c in "bcdfghklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
 
 
-def _sentences(n: int, seed: int) -> list[str]:
+def _words(seed: int) -> tuple[random.Random, list[str]]:
+    """6,000 pseudo-words, and the generator that drew them (sentences go on drawing from it)."""
     rng = random.Random(seed)
-    words = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(6000)]
+    return rng, ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(6000)]
+
+
+def _sentences(n: int, seed: int) -> list[str]:
+    rng, words = _words(seed)
     return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 24))) for _ in range(n)]
 
 
@@ -61,17 +71,17 @@ def build_bench_backbone(out_dir: str | Path, *, hidden: int = 512, layers: int 
     return out_dir
 
 
-def build_bench_modules(backbone, out_dir: str | Path, n: int, lengths=(12, 16, 20)) -> list[str]:
-    """`n` random prompt-tuning modules; prefix lengths cycle through `lengths` so mixed
-    batches pay for padding, as they would with real modules."""
+def build_bench_modules(backbone, out_dir: str | Path, n: int, lengths=(12, 16, 20), name: str = "pt") -> list[str]:
+    """`n` random prompt-tuning modules `{name}-00`, ...; prefix lengths cycle through
+    `lengths` so mixed batches pay for padding, as they would with real modules."""
     from shoulders.modules import save_module
     from shoulders.prompts import PromptTuning, PromptTuningConfig
 
     names = []
     for i in range(n):
         cfg = PromptTuningConfig(num_virtual_tokens=lengths[i % len(lengths)], init="random", seed=i)
-        save_module(PromptTuning.build(cfg, backbone), Path(out_dir) / f"pt-{i:02d}", backbone)
-        names.append(f"pt-{i:02d}")
+        save_module(PromptTuning.build(cfg, backbone), Path(out_dir) / f"{name}-{i:02d}", backbone)
+        names.append(f"{name}-{i:02d}")
     return names
 
 
@@ -88,42 +98,44 @@ def _machine() -> dict[str, Any]:
             "load_avg_1m": os.getloadavg()[0], "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def _batch_rows(url: str, api_key: str | None) -> tuple[float, float]:
-    import httpx
-
-    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {api_key}"} if api_key else {}).text
-    vals = dict(ln.split(" ") for ln in text.splitlines() if ln.startswith(("shoulders_batch_rows_sum",
-                                                                             "shoulders_batch_rows_count")))
-    return float(vals["shoulders_batch_rows_sum"]), float(vals["shoulders_batch_rows_count"])
-
-
 def run_serve_bench(*, backbone: str | None = None, work_dir: str | None = None, modules: int = 10,
                     concurrency: int = 32, requests: int | None = None, seq_requests: int = 12,
                     max_tokens: tuple[int, ...] = (16, 32, 48), repeats: int = 2, threads: int | None = None,
                     scenario_seconds: float = 120.0, throughput: bool = True, load_test: bool = False,
-                    load_requests: int = 1000, load_seconds: float = 600.0, command: str = "") -> tuple[dict, str]:
-    """Run the benchmark; returns (result dict, markdown section)."""
+                    load_requests: int = 1000, load_seconds: float = 600.0, vs_generate: bool = True,
+                    vs: VsWorkload | None = None, command: str = "") -> tuple[dict, str]:
+    """Run the benchmark; returns (result dict, markdown section). `threads` (default: this
+    process's torch threads) goes to the server as OMP_NUM_THREADS, and to the HF side of
+    the comparison with `generate` as torch threads."""
+    import torch
+
     from shoulders.backbone import FrozenLM
+    from shoulders.modules import load_module
 
     if modules < 2:
         raise ValueError("modules must be >= 2 (mixed batches need several modules)")
+    threads = threads or torch.get_num_threads()
+    vs = vs or VsWorkload(modules=modules)
     tmp = tempfile.TemporaryDirectory(prefix="shoulders-bench-serve-") if work_dir is None else None
     root = Path(work_dir or tmp.name)
     try:
         bb_path = Path(backbone) if backbone else build_bench_backbone(root / "backbone")
         lm = FrozenLM.from_pretrained(bb_path, dtype="float32", device="cpu")
-        names = build_bench_modules(lm, root / "modules", modules)
+        names = build_bench_modules(lm, root / "modules", modules) if throughput or load_test else []
+        # the comparison's modules: all of one prompt length, as HF's one inputs_embeds batch needs
+        vs_names = build_bench_modules(lm, root / "modules", vs.modules, (vs.prompt,), "vs") if vs_generate else []
         prompts = _sentences(64, seed=1)
         requests = requests or 4 * concurrency
         result: dict[str, Any] = {
-            "command": command, "machine": _machine(), "threads": threads or os.environ.get("OMP_NUM_THREADS"),
+            "command": command, "machine": _machine(), "threads": threads,
             "backbone": {"path": str(bb_path) if backbone else "random Llama (build_bench_backbone)",
                          "params_m": round(lm.num_parameters / 1e6, 1), "vocab": lm.vocab_size,
                          "hidden": lm.hidden_size, "layers": lm.config.num_hidden_layers},
             "modules": modules, "concurrency": concurrency, "max_tokens": list(max_tokens)}
-        del lm
-        args = ["--max-batch", str(max(concurrency, 64)), "--max-queue", str(load_requests + 256),
-                "--max-new-tokens", str(max(max(max_tokens), 64)), "--timeout", str(load_seconds + 60),
+        if not vs_generate:
+            del lm
+        args = ["--max-batch", str(max(concurrency, vs.concurrency, 64)), "--max-queue", str(load_requests + 256),
+                "--max-new-tokens", str(max(*max_tokens, vs.new_tokens, 64)), "--timeout", str(load_seconds + 60),
                 "--rescan-interval", "0", "--max-prompt-tokens", "512"]
         with ServerProcess(bb_path, root / "modules", *args, log_path=root / "server.log", threads=threads) as srv:
             url = srv.url
@@ -133,7 +145,11 @@ def run_serve_bench(*, backbone: str | None = None, work_dir: str | None = None,
                          "max_tokens": max_tokens[i % len(max_tokens)], "temperature": 0, "ignore_eos": True}
                         for i in range(n)]
 
-            run_load(url, bodies(2, names) + bodies(16, names), concurrency=8)  # warm-up
+            warm = names or vs_names
+            run_load(url, bodies(2, warm) + bodies(16, warm), concurrency=8)  # warm-up
+            if vs_generate:
+                loaded = {n: load_module(root / "modules" / n, lm) for n in vs_names}
+                result["vs_generate"] = run_vs_generate(url, lm, loaded, _words(vs.seed)[1], vs, repeats, threads)
             if throughput:
                 result["scenarios"] = _throughput(url, names, bodies, concurrency, requests, seq_requests,
                                                   repeats, scenario_seconds)
@@ -155,9 +171,9 @@ def _throughput(url, names, bodies, concurrency, requests, seq_requests, repeats
     for r in range(repeats):
         for name in order[r % 3:] + order[: r % 3]:  # rotate: no scenario always runs first
             make, conc = plan[name]
-            before = _batch_rows(url, None)
+            before = batch_rows(url)
             res = run_load(url, make(), concurrency=conc, max_seconds=seconds)
-            after = _batch_rows(url, None)
+            after = batch_rows(url)
             s = res.summary()
             s["mean_batch_rows"] = round((after[0] - before[0]) / max(after[1] - before[1], 1), 2)
             runs[name].append(s)
@@ -176,9 +192,9 @@ def _load_test(url, names, prompts, n, seconds) -> dict:
                  "max_tokens": (4, 8, 12, 16)[i % 4], "temperature": 0} for i in range(min(100, n))]
     order = [i % len(distinct) for i in range(n)]
     random.Random(0).shuffle(order)
-    before = _batch_rows(url, None)
+    before = batch_rows(url)
     res = run_load(url, [distinct[i] for i in order], concurrency=n, max_seconds=seconds)
-    after = _batch_rows(url, None)
+    after = batch_rows(url)
     alone = run_load(url, distinct, concurrency=1, max_seconds=seconds)
     ref = [r["choices"][0]["text"] if r else None for r in alone.responses]
     answered = [(i, r) for i, r in zip(order, res.responses) if r is not None]
@@ -193,15 +209,17 @@ def _load_test(url, names, prompts, n, seconds) -> dict:
 
 
 def serve_markdown(result: dict) -> str:
-    m, b = result["machine"], result["backbone"]
+    m, b, sc = result["machine"], result["backbone"], result.get("scenarios")
+    mods = f"{result['modules']} prompt-tuning modules; " if sc or result.get("load_test") else ""
+    lengths = f"; greedy, `ignore_eos`, max_tokens cycling {result['max_tokens']}." if sc else "."
+    busy = (" (above the core count: other jobs shared the CPU)"
+            if max(m["load_avg_1m"], m.get("load_avg_1m_end", 0.0)) > m["cores"] else "")
     out = ["## Serving", "", f"Command: `{result['command']}`  " if result["command"] else "",
            f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, threads {result['threads'] or 'default'}; "
            f"{m['date']}; load average (1 min) at start/end {m['load_avg_1m']:.1f} / "
-           f"{m.get('load_avg_1m_end', float('nan')):.1f} (above the core count: other jobs shared the CPU).  ",
+           f"{m.get('load_avg_1m_end', float('nan')):.1f}{busy}.  ",
            f"Backbone: {b['path']}, {b['params_m']}M parameters ({b['layers']} layers, hidden {b['hidden']}, "
-           f"vocab {b['vocab']}); {result['modules']} prompt-tuning modules; a `shoulders serve` process on "
-           f"loopback, httpx clients; greedy, `ignore_eos`, max_tokens cycling {result['max_tokens']}.", ""]
-    sc = result.get("scenarios")
+           f"vocab {b['vocab']}); {mods}a `shoulders serve` process on loopback, httpx clients{lengths}", ""]
     if sc:
         out += ["| scenario | clients | requests | tokens/s | requests/s | p50 s | p90 s | p99 s | rows/step |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -215,6 +233,8 @@ def serve_markdown(result: dict) -> str:
         out += ["", f"Mixed / homogeneous throughput: **{sc['mixed_vs_homogeneous']:.2f}x** (claim: >= 0.9x). "
                     f"Mixed / one at a time: **{sc['mixed_vs_one_at_a_time']:.1f}x** (claim: >= 3x). "
                     f"Medians of {len(sc['mixed']['runs'])} rotating runs.", ""]
+    if result.get("vs_generate"):
+        out += vs_generate_markdown(result["vs_generate"])
     lt = result.get("load_test")
     if lt:
         out += [f"Load test: {lt['requests']:,} concurrent requests over {result['modules']} modules "
@@ -252,10 +272,21 @@ def add_serve_bench_args(p) -> None:
     p.add_argument("--seq-requests", type=int, default=12, help="requests in the one-at-a-time scenario")
     p.add_argument("--max-tokens", type=int, nargs="+", default=[16, 32, 48], help="lengths, cycled")
     p.add_argument("--repeats", type=int, default=2, help="rotating runs per scenario (median reported)")
-    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server (default: inherited)")
+    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server, torch threads of the HF side of "
+                   "the comparison with generate (default: this process's torch threads)")
     p.add_argument("--load-test", action="store_true", help="also: --load-requests at once, checked against alone")
     p.add_argument("--load-only", action="store_true", help="only the load test")
     p.add_argument("--load-requests", type=int, default=1000)
+    p.add_argument("--vs-generate-only", action="store_true",
+                   help="only the comparison with transformers generate (alone and concurrent)")
+    p.add_argument("--no-vs-generate", action="store_true", help="skip the comparison with transformers generate")
+    p.add_argument("--vs-new-tokens", type=int, default=32, help="comparison: tokens generated per request")
+    p.add_argument("--vs-prompt", type=int, default=20, help="comparison: virtual tokens of its modules")
+    p.add_argument("--vs-input-tokens", type=int, default=32, help="comparison: input tokens per request")
+    p.add_argument("--vs-concurrency", type=int, default=16,
+                   help="comparison: concurrent requests, and generate's batch")
+    p.add_argument("--vs-alone-requests", type=int, default=4,
+                   help="comparison: requests sent one at a time per round")
     p.add_argument("--work-dir", help="keep the backbone, modules and server log here (default: a temp dir)")
     p.add_argument("--root", default=".", help="where BENCHMARKS.md and benchmarks/ live")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -265,8 +296,11 @@ def run_from_args(args) -> int:
     result, table = run_serve_bench(
         backbone=args.backbone, work_dir=args.work_dir, modules=args.modules, concurrency=args.concurrency,
         requests=args.requests, seq_requests=args.seq_requests, max_tokens=tuple(args.max_tokens),
-        repeats=args.repeats, threads=args.threads, throughput=not args.load_only,
+        repeats=args.repeats, threads=args.threads, throughput=not (args.load_only or args.vs_generate_only),
         load_test=args.load_test or args.load_only, load_requests=args.load_requests,
+        vs_generate=args.vs_generate_only or not (args.no_vs_generate or args.load_only),
+        vs=VsWorkload(new_tokens=args.vs_new_tokens, prompt=args.vs_prompt, input_tokens=args.vs_input_tokens,
+                      concurrency=args.vs_concurrency, alone_requests=args.vs_alone_requests, modules=args.modules),
         command=" ".join([getattr(args, "prog", None) or "shoulders", *sys.argv[1:]]))
     print(table)
     if not args.no_write:
