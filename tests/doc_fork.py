@@ -29,7 +29,7 @@ PRELOAD = [  # what the blocks' processes import; the import errors of an option
     "accelerate", "safetensors.torch", "sentence_transformers", "faiss", "bm25s", "matplotlib.pyplot",
     "shoulders", "shoulders.cli.main", "shoulders.train", "shoulders.train.trainer", "shoulders.train.harness",
     "shoulders.serving.app", "shoulders.reader.retrieval", "shoulders.reader.reranker", "shoulders.reader.reader",
-    "shoulders.prompts.idpt", "shoulders.prompts.peft_io", "shoulders.recursion.textual",
+    "shoulders.prompts.idpt", "shoulders.prompts.prompt_tuning.peft_io", "shoulders.recursion.textual",
     "shoulders.recursion.neural", "shoulders.toyworld", "shoulders.experiments.demo",
     "shoulders.experiments.multitask", "shoulders.experiments.reader", "shoulders.experiments.recursion",
     "peft", "lm_eval", "openai", "httpx", "uvicorn", "fastapi",

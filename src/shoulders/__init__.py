@@ -20,10 +20,10 @@ from shoulders.modules import ModuleConfig, SoftModule, SoftPromptModule, load_m
 from shoulders.prompts import PromptTuning, PromptTuningConfig
 
 _LAZY = {  # name -> module that defines it
-    "InputDependentPrompt": "shoulders.prompts.idpt",
-    "IDPTConfig": "shoulders.prompts.idpt",
-    "PrefixTuning": "shoulders.prefix_tuning.model",
-    "PrefixTuningConfig": "shoulders.prefix_tuning.model",
+    "InputDependentPrompt": "shoulders.prompts.idpt.model",
+    "IDPTConfig": "shoulders.prompts.idpt.config",
+    "PrefixTuning": "shoulders.prompts.prefix_tuning.model",
+    "PrefixTuningConfig": "shoulders.prompts.prefix_tuning.config",
     "Reader": "shoulders.reader.reader",
     "ReaderConfig": "shoulders.reader.reader",
     "CrossEncoderReranker": "shoulders.reader.reranker",
@@ -38,8 +38,8 @@ _LAZY = {  # name -> module that defines it
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports on first use
     from shoulders.modules.finetune import FinetuneConfig, FullFinetune
-    from shoulders.prefix_tuning.model import PrefixTuning, PrefixTuningConfig
     from shoulders.prompts.idpt import IDPTConfig, InputDependentPrompt
+    from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
     from shoulders.reader.reader import Reader, ReaderConfig
     from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig
     from shoulders.recursion.neural import NeuralRecursion, NeuralRecursionConfig

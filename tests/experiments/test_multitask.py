@@ -29,7 +29,7 @@ def first_word_task(n: int = 40, seed: int = 3) -> Task:
 
 def test_run_multitask_schema_plot_and_table(tiny_dirs, tmp_path):
     from shoulders.backbone import FrozenLM
-    from tests.prompts.test_idpt import build_tiny_encoder
+    from tests.prompts.idpt.test_idpt import build_tiny_encoder
 
     enc = build_tiny_encoder(tmp_path / "enc", "bert")
     tasks = [keyword_task(n_train=40, n_dev=8), first_word_task()]

@@ -24,7 +24,7 @@ def llama(tiny_dirs):
 
 
 def _idpt(lm, tmp):
-    from tests.prompts.test_idpt import build_tiny_encoder
+    from tests.prompts.idpt.test_idpt import build_tiny_encoder
 
     return shoulders.InputDependentPrompt.build(shoulders.IDPTConfig(encoder=str(build_tiny_encoder(tmp / "t5", "t5"))),
                                                 lm)

@@ -63,7 +63,7 @@ def lm(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     from shoulders.prompts.encoders import FrozenEncoder
-    from tests.prompts.test_idpt import build_tiny_encoder
+    from tests.prompts.idpt.test_idpt import build_tiny_encoder
 
     path = build_tiny_encoder(tmp_path_factory.mktemp("enc"), "bert")
     return str(path), FrozenEncoder.from_pretrained(path)
@@ -135,7 +135,7 @@ def test_layout_is_prefix_then_bos_then_the_templated_tokens(tmp_path):
 
 def test_kv_prefix_and_finetuned_modules_are_refused(tmp_path):
     from shoulders.modules.finetune import FinetuneConfig, FullFinetune
-    from shoulders.prefix_tuning.model import PrefixTuning, PrefixTuningConfig
+    from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
     from shoulders.reader.reader import Reader, ReaderConfig
 
     lm = _backbone(tmp_path, "llama")

@@ -44,7 +44,7 @@ def _idpt(lm, i: int, assets: Path):
 def _prefix_tuning(lm, i: int, assets: Path):
     """Per-layer KV prefixes of different lengths (and both initialisations), so rows with
     KV prefixes, soft vectors and neither share batches."""
-    from shoulders.prefix_tuning import PrefixTuning, PrefixTuningConfig
+    from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
 
     return PrefixTuning.build(PrefixTuningConfig(num_virtual_tokens=1 + 3 * i, init="random" if i % 2 else "vocab",
                                                  seed=i), lm)

@@ -90,7 +90,7 @@ def test_module_directories_outside_the_root_are_not_loaded(backbone, tmp_path):
 def test_a_reader_is_never_encoded_on_the_event_loop():
     """A reader's encode_inputs retrieves and re-ranks: it must run as its own job, on the
     scheduler thread, not inside the request handler."""
-    from shoulders.prompts.prompt_tuning import PromptTuning
+    from shoulders.prompts import PromptTuning
     from shoulders.reader.reader import Reader
     from shoulders.serving.registry import is_batched
 

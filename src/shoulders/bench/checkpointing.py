@@ -60,7 +60,7 @@ def prompt_gradient(pt, lm, exs) -> torch.Tensor:
 
 def bench_row(lm, name: str, w: Workload, repeats: int, warmup: int, device, clock: str = "wall") -> dict:
     """One backbone at one input length: times, peaks and the gradient check, both ways."""
-    from shoulders.prompts.prompt_tuning import PromptTuning, PromptTuningConfig
+    from shoulders.prompts import PromptTuning, PromptTuningConfig
 
     exs = examples(lm, w)
     pt = PromptTuning.build(PromptTuningConfig(num_virtual_tokens=w.prompt, init="random"), lm)

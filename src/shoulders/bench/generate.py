@@ -17,7 +17,7 @@ import torch
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, median, paired_ratio, release
-from shoulders.prompts.prompt_tuning import embedding_std
+from shoulders.prompts.prompt_tuning.model import embedding_std
 
 
 @dataclass

@@ -75,7 +75,7 @@ def _step(loss_fn, opt):
 
 def build_methods(lm, w: Workload, methods: list[str], ft_max_params: float = 0) -> tuple[dict, dict, dict]:
     """({name: (step, optimizer, trainable params, frozen params of its own)}, notes) for `methods`."""
-    from shoulders.prompts.prompt_tuning import PromptTuning, PromptTuningConfig
+    from shoulders.prompts import PromptTuning, PromptTuningConfig
 
     exs = examples(lm, w)
     pt = PromptTuning.build(PromptTuningConfig(num_virtual_tokens=w.prompt, init="random"), lm)

@@ -234,7 +234,7 @@ def run_multitask_part(tasks: list[Task], backbone_path: str, method: str, seed:
     `lm` / `encoder`: already loaded frozen backbone / ID-PT encoder to reuse (else loaded)."""
     from shoulders.backbone import FrozenLM
     from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
-    from shoulders.prompts.idpt import IDPTConfig
+    from shoulders.prompts.idpt.config import IDPTConfig
 
     budget = budget or (QUICK if quick else FULL)
     spec = _specs(methods)[method]

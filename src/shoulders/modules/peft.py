@@ -2,7 +2,8 @@
 
 `export_peft` writes a module as the PEFT adapter of its type; `import_peft` reads an
 adapter's `peft_type` and hands it to the registered type that declares the same one.
-The formats themselves live with each method (`prompts/peft_io.py`, `prefix_tuning/peft_io.py`).
+The formats themselves live with each method (`prompts/prompt_tuning/peft_io.py`,
+`prompts/prefix_tuning/peft_io.py`).
 """
 from __future__ import annotations
 

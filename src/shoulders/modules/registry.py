@@ -7,9 +7,9 @@ from __future__ import annotations
 import importlib
 
 MODULE_TYPES: dict[str, str] = {
-    "prompt_tuning": "shoulders.prompts.prompt_tuning:PromptTuning",
-    "idpt": "shoulders.prompts.idpt:InputDependentPrompt",
-    "prefix_tuning": "shoulders.prefix_tuning.model:PrefixTuning",
+    "prompt_tuning": "shoulders.prompts.prompt_tuning.model:PromptTuning",
+    "idpt": "shoulders.prompts.idpt.model:InputDependentPrompt",
+    "prefix_tuning": "shoulders.prompts.prefix_tuning.model:PrefixTuning",
     "reranker": "shoulders.reader.reranker:CrossEncoderReranker",
     "reader": "shoulders.reader.reader:Reader",
     "textual_recursion": "shoulders.recursion.textual:TextualRecursion",

@@ -1,4 +1,42 @@
-"""Soft prompts: prompt tuning (the baseline) and input-dependent prompts (ID-PT)."""
+"""Soft prompts, one folder per method (config.py + model.py, PEFT-style):
+
+- `prompt_tuning/`: prompt tuning (Lester et al. 2021), the baseline, and its PEFT export/import
+- `prefix_tuning/`: prefix tuning (Li & Liang 2021), per-layer keys and values, and its PEFT export/import
+- `idpt/`: input-dependent prompts (ID-PT), a frozen encoder read through cross-attention
+
+What more than one method uses stays here: `encoders.py` (the frozen encoder of ID-PT and
+the re-ranker). Prompt tuning is imported with the package; ID-PT and prefix tuning on
+first use, as `shoulders` does.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from shoulders.prompts.prompt_tuning import PromptTuning, PromptTuningConfig
 
-__all__ = ["PromptTuning", "PromptTuningConfig"]
+_LAZY = {  # name -> module that defines it
+    "InputDependentPrompt": "shoulders.prompts.idpt.model",
+    "IDPTConfig": "shoulders.prompts.idpt.config",
+    "PrefixTuning": "shoulders.prompts.prefix_tuning.model",
+    "PrefixTuningConfig": "shoulders.prompts.prefix_tuning.config",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from shoulders.prompts.idpt import IDPTConfig, InputDependentPrompt
+    from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # imported once
+        return value
+    raise AttributeError(f"module 'shoulders.prompts' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["PromptTuning", "PromptTuningConfig", *_LAZY]

@@ -23,7 +23,8 @@ from shoulders.backbone.generation import Generation, GenerationConfig
 from shoulders.backbone.layout import Prefix, split_prefix
 from shoulders.data.examples import Example
 from shoulders.modules.base import ModuleConfig, SoftModule, StrictModel
-from shoulders.prompts.prompt_tuning import PromptSpec, initial_prompt
+from shoulders.prompts.prompt_tuning.config import PromptSpec
+from shoulders.prompts.prompt_tuning.model import initial_prompt
 
 
 class GateConfig(StrictModel):

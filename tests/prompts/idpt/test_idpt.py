@@ -14,7 +14,7 @@ from shoulders.modules import ModuleFormatError, load_module, save_module
 from shoulders.prompts.encoders import DEFAULT_ENCODER, FrozenEncoder
 from shoulders.prompts.idpt import EncoderMismatchError, IDPTConfig, InputDependentPrompt
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 MIXED = [  # different tasks, lengths and templates in one batch

@@ -7,8 +7,8 @@ import torch
 
 from shoulders.data.examples import Example
 from shoulders.modules import load_module, save_module
-from shoulders.prefix_tuning import PrefixTuning, PrefixTuningConfig
-from shoulders.prefix_tuning.peft_io import export_peft, import_peft
+from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
+from shoulders.prompts.prefix_tuning.peft_io import export_peft, import_peft
 
 
 def build(lm, **cfg) -> PrefixTuning:

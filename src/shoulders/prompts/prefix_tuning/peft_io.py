@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shoulders.prefix_tuning.model import PrefixTuning
+from shoulders.prompts.prefix_tuning.model import PrefixTuning
 
 
 def export_peft(module: PrefixTuning, backbone, out_dir: str | Path) -> Path:

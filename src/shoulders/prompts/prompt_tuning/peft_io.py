@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shoulders.prompts.prompt_tuning import PromptTuning
+from shoulders.prompts.prompt_tuning.model import PromptTuning
 
 
 def export_peft(module: PromptTuning, backbone, out_dir: str | Path) -> Path:

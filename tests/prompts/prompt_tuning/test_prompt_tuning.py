@@ -4,7 +4,7 @@ import torch
 
 from shoulders.data.examples import Example
 from shoulders.prompts import PromptTuning, PromptTuningConfig
-from shoulders.prompts.peft_io import export_peft, import_peft
+from shoulders.prompts.prompt_tuning.peft_io import export_peft, import_peft
 
 
 def test_initialisations(lm):
