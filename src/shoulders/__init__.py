@@ -9,7 +9,6 @@ tuning are imported on first use: the reader alone pulls in bm25s, faiss and sci
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from shoulders._version import __version__
@@ -18,6 +17,7 @@ from shoulders.backbone import FrozenLM, Generation, GenerationConfig
 from shoulders.data import Example, Task
 from shoulders.modules import ModuleConfig, SoftModule, SoftPromptModule, load_module, save_module
 from shoulders.prompts import PromptTuning, PromptTuningConfig
+from shoulders.utils.lazy import lazy_exports
 
 _LAZY = {  # name -> module that defines it
     "InputDependentPrompt": "shoulders.prompts.idpt.model",
@@ -46,16 +46,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from shoulders.recursion.textual import TextualRecursion, TextualRecursionConfig
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # imported once
-        return value
-    raise AttributeError(f"module 'shoulders' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

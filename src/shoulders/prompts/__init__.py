@@ -10,10 +10,10 @@ first use, as `shoulders` does.
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from shoulders.prompts.prompt_tuning import PromptTuning, PromptTuningConfig
+from shoulders.utils.lazy import lazy_exports
 
 _LAZY = {  # name -> module that defines it
     "InputDependentPrompt": "shoulders.prompts.idpt.model",
@@ -27,16 +27,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from shoulders.prompts.prefix_tuning import PrefixTuning, PrefixTuningConfig
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # imported once
-        return value
-    raise AttributeError(f"module 'shoulders.prompts' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["PromptTuning", "PromptTuningConfig", *_LAZY]
