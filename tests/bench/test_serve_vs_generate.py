@@ -47,7 +47,7 @@ def test_vs_generate_only(tmp_path, tiny_dirs, capsys):
 def test_hf_generate_left_pads_rows_of_different_lengths(tiny_dirs):
     """A row's tokens do not depend on its batch: left padding and its own soft prompt."""
     from shoulders.backbone import FrozenLM
-    from shoulders.bench.serve_vs_generate import hf_generate
+    from shoulders.bench.generate import hf_generate
 
     lm = FrozenLM.from_pretrained(tiny_dirs["llama"], dtype="float32", device="cpu")
     g = torch.Generator().manual_seed(0)

@@ -31,6 +31,25 @@ class GenWorkload:
     seed: int = 0
 
 
+@torch.no_grad()
+def hf_generate(lm, embeds: list[torch.Tensor], new_tokens: int, **sampling) -> list[list[int]]:
+    """transformers `generate` on rows of [L_i, D] input embeddings, left padded into one
+    batch: the new token ids of every row, exactly `new_tokens` each (`sampling`: do_sample,
+    temperature, top_p, top_k). The one HF call both the generate and the serve benches time."""
+    width = max(e.shape[0] for e in embeds)
+    batch = torch.zeros(len(embeds), width, lm.hidden_size, dtype=lm.dtype, device=lm.device)
+    mask = torch.zeros(len(embeds), width, dtype=torch.long, device=lm.device)
+    for i, e in enumerate(embeds):
+        batch[i, width - e.shape[0]:] = e.to(lm.device, lm.dtype)
+        mask[i, width - e.shape[0]:] = 1
+    # eos_token_id=None: no EOS stops a row (ours and the server's ignore_eos); with one set,
+    # min_new_tokens would also forbid EOS tokens, which ignore_eos does not
+    sampling.setdefault("do_sample", False)
+    out = lm.model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=new_tokens,
+                            min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None, **sampling)
+    return out.tolist()
+
+
 def contenders(lm, w: GenWorkload) -> dict:
     """{name: fn} for ours/hf x greedy/sampled; each fn returns the new token ids per row."""
     from shoulders.backbone import GenerationConfig
@@ -47,8 +66,7 @@ def contenders(lm, w: GenWorkload) -> dict:
         return lambda: [r[0].token_ids for r in lm.generate(prefix, ids, cfg)]
 
     def hf(sample: bool):
-        kwargs = dict(max_new_tokens=w.new_tokens, min_new_tokens=w.new_tokens, do_sample=sample,
-                      pad_token_id=0, eos_token_id=None)
+        kwargs = dict(do_sample=sample)
         if sample:  # top_k=0: no top-k filter, as in ours (HF's default would be 50)
             kwargs.update(temperature=w.temperature, top_p=w.top_p, top_k=0)
 
@@ -56,9 +74,7 @@ def contenders(lm, w: GenWorkload) -> dict:
             if sample:
                 torch.manual_seed(w.seed)
             emb = torch.cat([prefix.expand(w.batch, -1, -1), lm.embed(torch.tensor(ids, device=lm.device))], dim=1)
-            mask = torch.ones(emb.shape[:2], dtype=torch.long, device=lm.device)
-            with torch.no_grad():
-                return lm.model.generate(inputs_embeds=emb, attention_mask=mask, **kwargs).tolist()
+            return hf_generate(lm, list(emb), w.new_tokens, **kwargs)
         return run
 
     fns = {"ours greedy": ours(greedy), "hf greedy": hf(False), "ours sampled": ours(sampled),

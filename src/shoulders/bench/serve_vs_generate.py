@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from shoulders.bench.generate import hf_generate
 from shoulders.bench.loadgen import batch_rows, run_load
 from shoulders.bench.timing import median, paired_ratio, timed
 
@@ -62,23 +63,6 @@ def make_inputs(lm, module, words: list[str], n: int, tokens: int, seed: int) ->
                 break
         texts.append(text)
     return texts
-
-
-@torch.no_grad()
-def hf_generate(lm, embeds: list[torch.Tensor], new_tokens: int) -> list[list[int]]:
-    """transformers `generate` on rows of [L_i, D] input embeddings, left padded into one
-    batch: the new token ids of every row (exactly `new_tokens` each)."""
-    width = max(e.shape[0] for e in embeds)
-    batch = torch.zeros(len(embeds), width, lm.hidden_size, dtype=lm.dtype, device=lm.device)
-    mask = torch.zeros(len(embeds), width, dtype=torch.long, device=lm.device)
-    for i, e in enumerate(embeds):
-        batch[i, width - e.shape[0]:] = e.to(lm.device, lm.dtype)
-        mask[i, width - e.shape[0]:] = 1
-    # eos_token_id=None: no EOS stops a row (the server's ignore_eos); with it, min_new_tokens
-    # would also forbid EOS tokens, which ignore_eos does not
-    out = lm.model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=new_tokens,
-                            min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, eos_token_id=None)
-    return out.tolist()
 
 
 def _hf_rows(lm, modules: dict, requests: list[dict], new_tokens: int) -> list[list[int]]:
