@@ -45,15 +45,19 @@ def _toyworld(m):  # shoulders.toyworld.bundle: a tiny world and two tiny backbo
 
 
 def _multitask(m):  # every Budget (FULL, QUICK, real-tasks' own, the sweep's) at most STEPS steps
+    from pydantic import model_validator
+
     base = m.Budget
 
-    @dataclasses.dataclass(frozen=True)
     class SmokeBudget(base):
-        def __post_init__(self):
+        @model_validator(mode="before")
+        @classmethod
+        def _shrink(cls, data):
+            data = {**{k: f.default for k, f in base.model_fields.items()}, **data}
             for name, cap in (("steps", STEPS), ("eval_every", STEPS), ("eval_max_examples", EVAL),
                               ("warmup_steps", 1), ("batch_size", 4), ("max_new_tokens", 4)):
-                value = getattr(self, name)
-                object.__setattr__(self, name, cap if value is None else min(value, cap))
+                data[name] = cap if data[name] is None else min(data[name], cap)
+            return data
 
     m.Budget = SmokeBudget
     m.FULL, m.QUICK = SmokeBudget(), SmokeBudget()
@@ -71,16 +75,16 @@ def _reader(m):
 def _recursion(m):
     for name in ("full", "quick"):
         preset = getattr(m.RecursionSettings, name).__func__
-        setattr(m.RecursionSettings, name, classmethod(lambda cls, preset=preset: dataclasses.replace(
-            preset(cls), single_steps=STEPS, steps=STEPS, pretrain_steps=STEPS, eval_every=STEPS, max_test=TEST,
-            lr_grid=(0.3,), candidates=2, max_new_tokens=4)))
+        setattr(m.RecursionSettings, name, classmethod(lambda cls, preset=preset: preset(cls).model_copy(update=dict(
+            single_steps=STEPS, steps=STEPS, pretrain_steps=STEPS, eval_every=STEPS, max_test=TEST,
+            lr_grid=(0.3,), candidates=2, max_new_tokens=4))))
 
 
 def _standin(m):
     tiny = dict(hidden=32, layers=1, heads=2, ffn=64, steps=STEPS)
     m.QUICK = m.QUICK.model_copy(update=dict(n_people=20, n_cities=5, n_countries=3, passes=2))
     for name in ("SMALL", "LARGE", "QUICK_SMALL", "QUICK_LARGE"):
-        setattr(m, name, dataclasses.replace(getattr(m, name), **tiny))
+        setattr(m, name, getattr(m, name).model_copy(update=tiny))
 
 
 def _real_tasks(m):

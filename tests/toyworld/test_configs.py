@@ -1,9 +1,17 @@
-"""The toy world's configs: pydantic StrictModels whose cache keys stay what they were."""
+"""The toy world's configs (and the experiments' and benches' settings): pydantic StrictModels whose cache keys
+stay what they were."""
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from shoulders.bench.generate import GenWorkload
+from shoulders.bench.idpt_overhead import IdptWorkload
+from shoulders.bench.serve_vs_generate import VsWorkload
+from shoulders.bench.train import Workload
 from shoulders.experiments.demo import DemoConfig
-from shoulders.experiments.recursion_standin import StandinConfig
+from shoulders.experiments.multitask import Budget
+from shoulders.experiments.real_tasks import Caps
+from shoulders.experiments.recursion import RecursionSettings
+from shoulders.experiments.recursion_standin import BackboneSize, StandinConfig
 from shoulders.toyworld import pretrain as pt
 from shoulders.toyworld.bundle import ToyworldConfig
 from shoulders.toyworld.closedbook import ClosedBookConfig
@@ -18,7 +26,9 @@ from shoulders.toyworld.world import World, WorldConfig, build_world
 from shoulders.utils.strict_model import StrictModel
 
 CONFIGS = (WorldConfig, CorpusConfig, ModelConfig, PretrainConfig, ToyworldConfig, ClosedBookConfig, FewShotConfig,
-           OdqaConfig, TaskSetConfig, TokenizerConfig, UnseenConfig, StandinConfig, DemoConfig)
+           OdqaConfig, TaskSetConfig, TokenizerConfig, UnseenConfig, StandinConfig, DemoConfig,
+           # the experiments' settings and the benches' workloads
+           Budget, Caps, BackboneSize, RecursionSettings, Workload, GenWorkload, VsWorkload, IdptWorkload)
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
@@ -63,3 +73,16 @@ def test_world_json_round_trip():
     again = World.from_dict(world.to_dict())
     assert again.config == world.config and again.to_dict() == world.to_dict()
     assert isinstance(world.to_dict()["config"], dict) and not isinstance(world.to_dict()["config"], BaseModel)
+
+
+def test_experiment_settings_are_checked_and_budgets_stay_frozen():
+    budget = Budget()
+    with pytest.raises(ValidationError, match="frozen"):
+        budget.steps = 1
+    assert hash(budget) == hash(Budget()) and hash(Caps()) == hash(Caps())  # shared, hashable presets
+    with pytest.raises(ValidationError, match="multiple of heads"):
+        BackboneSize(hidden=130, layers=1, heads=4, ffn=8, steps=1)
+    with pytest.raises(ValidationError, match="lr_grid"):
+        RecursionSettings(lr_grid=())
+    with pytest.raises(ValidationError, match="steps"):
+        Budget(steps=0)

@@ -21,7 +21,6 @@ is larger there.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
 
 import torch
 
@@ -115,14 +114,14 @@ def run_checkpointing_bench(sizes: list[str], w: Workload, repeats: int, warmup:
     """Each of `sizes` at `w.input_tokens`, then each of `long_sizes` (default: none) at
     `long_input_tokens` (0: no long rows); one backbone is built per name."""
     long_sizes = [] if not long_input_tokens else list(long_sizes or [])
-    result = {"workload": asdict(w), "long_input_tokens": long_input_tokens, "long_sizes": long_sizes,
+    result = {"workload": w.model_dump(), "long_input_tokens": long_input_tokens, "long_sizes": long_sizes,
               "repeats": repeats, "warmup": warmup, "clock": clock, "rows": []}
     for name in dict.fromkeys(sizes + long_sizes):
         lm = build_backbone(name, dtype=dtype, device=device)
         lengths = ([w.input_tokens] if name in sizes else []) + ([long_input_tokens] if name in long_sizes else [])
         for n in lengths:
             progress(f"bench checkpointing: {name}, {n} input tokens")
-            result["rows"].append(bench_row(lm, name, replace(w, input_tokens=n), repeats, warmup, device, clock))
+            result["rows"].append(bench_row(lm, name, w.model_copy(update={"input_tokens": n}), repeats, warmup, device, clock))
             release(device)
         del lm
         release(device)  # the backbone just measured, before the next is built

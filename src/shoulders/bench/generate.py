@@ -11,24 +11,25 @@ Greedy outputs are compared token by token: the same model must give the same te
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
+from pydantic import Field
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, median, paired_ratio, release
 from shoulders.prompts.prompt_tuning.model import embedding_std
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class GenWorkload:
-    batch: int = 8
-    input_tokens: int = 64
-    prompt: int = 20
-    new_tokens: int = 32
-    temperature: float = 0.8  # sampled mode
-    top_p: float = 0.95  # sampled mode
-    seed: int = 0
+class GenWorkload(StrictModel):
+    """What every contender generates, identically."""
+
+    batch: int = Field(8, ge=1, description="rows per generate call")
+    input_tokens: int = Field(64, ge=1, description="random token ids per row, after the soft prefix")
+    prompt: int = Field(20, ge=1, description="soft-prefix vectors before the input tokens")
+    new_tokens: int = Field(32, ge=1, description="tokens generated per row, exactly (no early EOS)")
+    temperature: float = Field(0.8, gt=0, description="sampling temperature (sampled mode)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass (sampled mode)")
+    seed: int = Field(0, description="seeds the prefix, the token ids and sampling")
 
 
 @torch.no_grad()
@@ -103,7 +104,7 @@ def bench_size(name: str, w: GenWorkload, repeats: int, warmup: int, device, dty
 
 def run_generate_bench(sizes: list[str], w: GenWorkload, repeats: int, warmup: int, device, dtype,
                        clock: str = "wall", progress=print) -> dict:
-    result = {"workload": asdict(w), "repeats": repeats, "warmup": warmup, "clock": clock, "sizes": []}
+    result = {"workload": w.model_dump(), "repeats": repeats, "warmup": warmup, "clock": clock, "sizes": []}
     for name in sizes:
         progress(f"bench generate: {name}")
         result["sizes"].append(bench_size(name, w, repeats, warmup, device, dtype, clock))

@@ -11,21 +11,22 @@ PATH` points at trained ones.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
+from pydantic import Field
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, median, paired_ratio, release
 from shoulders.bench.train import Workload, examples, idpt_module
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class IdptWorkload:
-    batch: int = 8
-    input_tokens: int = 128
-    prompt: int = 20  # generated prompt vectors
-    seed: int = 0
+class IdptWorkload(StrictModel):
+    """The batch both the prompt generator and the backbone run on."""
+
+    batch: int = Field(8, ge=1, description="rows per call")
+    input_tokens: int = Field(128, ge=1, description="input tokens per row")
+    prompt: int = Field(20, ge=1, description="generated prompt vectors")
+    seed: int = Field(0, description="seeds the input words and token ids")
 
 
 def bench_size(name: str, w: IdptWorkload, repeats: int, warmup: int, device, dtype, encoder=None,
@@ -58,7 +59,7 @@ def bench_size(name: str, w: IdptWorkload, repeats: int, warmup: int, device, dt
 
 def run_idpt_bench(sizes: list[str], w: IdptWorkload, repeats: int, warmup: int, device, dtype,
                    clock: str = "wall", progress=print) -> dict:
-    result = {"workload": asdict(w), "repeats": repeats, "warmup": warmup, "clock": clock, "sizes": []}
+    result = {"workload": w.model_dump(), "repeats": repeats, "warmup": warmup, "clock": clock, "sizes": []}
     try:
         from shoulders.modules.registry import module_class
 

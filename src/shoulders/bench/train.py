@@ -21,22 +21,24 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import asdict, dataclass
 
 import torch
+from pydantic import Field
 
 from shoulders.bench.backbones import build_backbone, count_parameters
 from shoulders.bench.timing import alternate, matmul_flops, median, paired_ratio, peak_memory, release
 from shoulders.train.loop import update
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class Workload:
-    batch: int = 8
-    input_tokens: int = 128
-    target_tokens: int = 8
-    prompt: int = 20  # soft-prompt vectors (PEFT, ours, and ID-PT's generated prompt)
-    seed: int = 0
+class Workload(StrictModel):
+    """One training step's batch, the same for every contender."""
+
+    batch: int = Field(8, ge=1, description="rows per step")
+    input_tokens: int = Field(128, ge=1, description="input tokens per row (pseudo-words of one token each)")
+    target_tokens: int = Field(8, ge=0, description="target tokens per row (the loss is on these)")
+    prompt: int = Field(20, ge=1, description="soft-prompt vectors (PEFT, ours, and ID-PT's generated prompt)")
+    seed: int = Field(0, description="seeds the pseudo-words of the inputs and targets")
 
 
 def examples(lm, w: Workload):
@@ -178,7 +180,7 @@ def run_train_bench(sizes: list[str], methods: list[str], w: Workload, repeats: 
     """The matmul yardstick is measured before the first size and after each one (its
     median is the reference; the spread shows how much the machine's load drifted)."""
     n = matmul_n or (8192 if device.type == "cuda" else 4096)
-    result = {"workload": asdict(w), "methods": methods, "repeats": repeats, "warmup": warmup,
+    result = {"workload": w.model_dump(), "methods": methods, "repeats": repeats, "warmup": warmup,
               "ft_max_params": ft_max_params, "sizes": [], "matmul_n": n, "clock": clock,
               "matmul_flops_per_s": [matmul_flops(device, dtype, n, clock=clock)]}
     for name in sizes:

@@ -141,11 +141,11 @@ MINUTES = {"reader": 7.6, "recursion": 12.2, "multitask:prompt_tuning": 2.0, "mu
 
 def _multitask_budget(quick: bool, steps: int | None):
     """The multitask budget with `steps` in place of its step count (None: the budget as is)."""
-    from dataclasses import replace
-
     from shoulders.experiments.multitask import FULL, QUICK
 
-    return replace(QUICK if quick else FULL, steps=steps) if steps else None
+    base = QUICK if quick else FULL
+    # model_validate, not model_copy: the new budget is checked like any other (steps >= 1)
+    return type(base).model_validate({**base.model_dump(), "steps": steps}) if steps else None
 
 
 def multitask_part_job(seed: int, quick: bool, method: str, module_seed: int, measure_overhead: bool, out: str,

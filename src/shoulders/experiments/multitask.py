@@ -17,28 +17,32 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from pydantic import ConfigDict, Field
 
 from shoulders.data.examples import Example, Task
 from shoulders.utils.fs import atomic_write_text
+from shoulders.utils.strict_model import StrictModel
 
 ORDER = ("prompt_tuning", "idpt", "finetune")
 LABELS = {"prompt_tuning": "Prompt tuning (frozen)", "idpt": "ID-PT (frozen)", "finetune": "Fine-tuned (reference)"}
 
 
-@dataclass(frozen=True)
-class Budget:
-    """What every method gets, identically."""
+class Budget(StrictModel):
+    """What every method gets, identically (frozen: one budget is shared by every run)."""
 
-    steps: int = 480  # optimizer steps
-    batch_size: int = 16  # examples per step, drawn from the mixture
-    eval_every: int = 40  # steps between dev evaluations (the dev curve)
-    eval_max_examples: int | None = 50  # dev examples per task per evaluation
-    warmup_steps: int = 10
-    max_new_tokens: int = 32  # generation budget (structure-to-text and summaries are the longest)
+    model_config = ConfigDict(frozen=True)
+
+    steps: int = Field(480, ge=1, description="optimizer steps")
+    batch_size: int = Field(16, ge=1, description="examples per step, drawn from the mixture")
+    eval_every: int = Field(40, ge=1, description="steps between dev evaluations (the dev curve)")
+    eval_max_examples: int | None = Field(50, ge=1, description="dev examples per task per evaluation; None = "
+                                          "every dev example")
+    warmup_steps: int = Field(10, ge=0, description="learning-rate warm-up steps (then linear decay)")
+    max_new_tokens: int = Field(32, ge=1, description="generation budget (structure-to-text and summaries are the "
+                                "longest)")
 
 
 FULL = Budget()
@@ -282,7 +286,7 @@ def assemble_multitask(runs: dict[tuple[str, int], dict], task_names: list[str],
     if "idpt" in specs:
         encoder_path = encoder_path or specs["idpt"]["module"].get("encoder", DEFAULT_ENCODER)
     section["setup"] = {"seeds": list(seeds), "quick": quick, "backbone": str(backbone_path), "encoder": encoder_path,
-                        "budget": asdict(budget), "methods": specs, "tasks": list(task_names)}
+                        "budget": budget.model_dump(), "methods": specs, "tasks": list(task_names)}
     section["figure"] = str(out_dir / "multitask_dev_curve.png")
     return section
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ConfigDict, Field
 
 from shoulders.data.examples import Example, Task
 from shoulders.data.loaders import DataError, iter_records
+from shoulders.utils.strict_model import StrictModel
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.4
@@ -24,13 +26,14 @@ DEV_FRACTION = 0.1
 MAX_WORDS = 60  # long fields (BoolQ passages, RTE premises) keep their first MAX_WORDS words
 
 
-@dataclass(frozen=True)
-class Caps:
+class Caps(StrictModel):
     """Examples per task and split (after the seeded split)."""
 
-    train: int = 400
-    dev: int = 40
-    test: int = 200
+    model_config = ConfigDict(frozen=True)
+
+    train: int = Field(400, ge=1, description="training examples per task, at most")
+    dev: int = Field(40, ge=1, description="dev examples per task (model selection), at most")
+    test: int = Field(200, ge=1, description="test examples per task (the reported scores), at most")
 
 
 FULL_CAPS, QUICK_CAPS = Caps(), Caps(train=200, dev=24, test=100)

@@ -25,10 +25,10 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
 from shoulders.backbone import FrozenLM
 from shoulders.data.examples import Task
@@ -39,41 +39,48 @@ from shoulders.recursion.gated import choose_threshold, gate_sweep, plot_gate_sw
 from shoulders.recursion.pretrain import pretrain_connector
 from shoulders.train import Trainer, load_config
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
+from shoulders.utils.strict_model import StrictModel
 
 CANDIDATE_KEYS = ("candidates_top_train", "candidates_any_train", "candidates_top", "candidates_any")  # textual
 VARIANTS = ("single_pass", "textual", "neural", "neural_no_lm_pretrain", "gated", "single_pass_large")
 
 
-@dataclass
-class RecursionSettings:
-    """Every knob of the experiment; `full()` and `quick()` are the demo's two sizes."""
+class RecursionSettings(StrictModel):
+    """Every knob of the experiment; `full()` and `quick()` are the demo's two sizes. Steps,
+    learning rates and variants were chosen on the closed-book dev split: docs/recursion.md,
+    "How the demo's recursion settings were chosen"."""
 
-    template: str = "Q: {input} A:"  # how a question is shown to the LM
-    prompt_tokens: int = 8  # prompt1 (= the single-pass prompt) and prompt2 length
-    single_steps: int = 400  # single-pass steps (best checkpoint on dev kept, so the step count is tuned too)
-    # Steps, lrs and variants chosen on the closed-book dev split: docs/recursion.md, "How the demo's recursion settings were chosen".
-    steps: int = 400
-    batch_size: int = 16
-    lr_grid: tuple[float, ...] = (0.3, 1.0)  # single-pass learning rates tried on dev (first seed), per backbone
-    pass2_lr: float = 0.1  # textual stage 2 (prompt2, started as a copy of prompt1)
-    neural_lr: float = 0.03  # neural recursion (prompts and Connector)
-    neural: dict = field(default_factory=lambda: {  # NeuralRecursionConfig fields
+    template: str = Field("Q: {input} A:", description="how a question is shown to the LM")
+    prompt_tokens: int = Field(8, ge=1, description="prompt1 (= the single-pass prompt) and prompt2 length")
+    single_steps: int = Field(400, ge=1, description="single-pass steps (best checkpoint on dev kept, so the step "
+                              "count is tuned too)")
+    steps: int = Field(400, ge=1, description="training steps of the recursion variants (textual stage 2, neural)")
+    batch_size: int = Field(16, ge=1, description="training examples per step, every variant")
+    lr_grid: tuple[float, ...] = Field((0.3, 1.0), min_length=1, description="single-pass learning rates tried on "
+                                       "dev (first seed), per backbone")
+    pass2_lr: float = Field(0.1, gt=0, description="textual stage 2 (prompt2, started as a copy of prompt1)")
+    neural_lr: float = Field(0.03, gt=0, description="neural recursion (prompts and Connector)")
+    neural: dict = Field(default_factory=lambda: {
         "connector": {"kind": "mlp", "layers": 1}, "connect": "tokens", "repeat_question": True,
-        "pass1_loss_weight": 1.0, "pass2_copies_pass1": True})
-    pretrain_steps: int = 100  # Connector LM pre-training on the corpus
-    pretrain_batch: int = 16
-    pretrain_lr: float = 1e-3
-    candidates: int = 5  # textual recursion's n
-    # Textual pass 2 trains on candidates from pass-1 prompts fitted without those questions
-    # (this many folds of the training set; 0 = prompt1's own samples on its own training questions).
-    cross_fit: int = 0
-    include_greedy: bool = False  # textual: pass 1's greedy answer is one more candidate vote
-    temperature: float = 1.0
-    top_p: float = 0.95
-    eval_every: int = 100  # dev evaluations during training (the best on dev is kept)
-    max_new_tokens: int = 12
-    max_test: int | None = None  # evaluate on at most this many test questions
-    gate_tolerance: float = 1.0  # gated: cheapest threshold within this many dev EM points of the best
+        "pass1_loss_weight": 1.0, "pass2_copies_pass1": True},
+        description="NeuralRecursionConfig fields of the neural variants")
+    pretrain_steps: int = Field(100, ge=0, description="Connector LM pre-training on the corpus; 0 = none")
+    pretrain_batch: int = Field(16, ge=1, description="Connector pre-training batch size")
+    pretrain_lr: float = Field(1e-3, gt=0, description="Connector pre-training learning rate")
+    candidates: int = Field(5, ge=1, description="textual recursion's n (pass-1 samples per question)")
+    cross_fit: int = Field(0, ge=0, description="textual pass 2 trains on candidates from pass-1 prompts fitted "
+                           "without those questions (this many folds of the training set; 0 = prompt1's own "
+                           "samples on its own training questions)")
+    include_greedy: bool = Field(False, description="textual: pass 1's greedy answer is one more candidate vote")
+    temperature: float = Field(1.0, gt=0, description="textual pass 1's sampling temperature")
+    top_p: float = Field(0.95, gt=0, le=1, description="textual pass 1's nucleus sampling (1 = off)")
+    eval_every: int = Field(100, ge=1, description="steps between dev evaluations during training (the best on "
+                            "dev is kept)")
+    max_new_tokens: int = Field(12, ge=1, description="tokens generated per answer (each pass)")
+    max_test: int | None = Field(None, ge=1, description="evaluate on at most this many test questions; None = "
+                                 "all")
+    gate_tolerance: float = Field(1.0, ge=0, description="gated: cheapest threshold within this many dev EM "
+                                  "points of the best")
 
     @classmethod
     def full(cls) -> "RecursionSettings":
@@ -241,7 +248,7 @@ def run_recursion(closedbook: Task, corpus_texts: list[str], small_path: str, la
     result["gated"]["thresholds"] = [r["threshold"] for r in rows["gated"]]
     result["gap_closed"] = _gap(result, "neural")
     result.update(gap_closed_textual=_gap(result, "textual"), seeds=list(seeds), per_seed=rows, time=clock.spent,
-                  settings={**asdict(settings), "single_pass_lr": lrs}, notes=notes)
+                  settings={**settings.model_dump(), "single_pass_lr": lrs}, notes=notes)
     figure = out_dir / "recursion_gated.png"
     plot_gate_sweep(curves, figure, references={
         "single pass (small)": (1.0, result["single_pass"]["em"]), "neural recursion": (2.0, result["neural"]["em"]),

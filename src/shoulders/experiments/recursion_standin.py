@@ -17,7 +17,6 @@ import argparse
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -61,13 +60,20 @@ class StandinConfig(StrictModel):
         return self
 
 
-@dataclass
-class BackboneSize:
-    hidden: int
-    layers: int
-    heads: int
-    ffn: int
-    steps: int  # pre-training steps of 16 x 128 tokens
+class BackboneSize(StrictModel):
+    """The shape of one stand-in backbone (a Llama) and its pre-training length."""
+
+    hidden: int = Field(ge=1, description="hidden size; a multiple of heads")
+    layers: int = Field(ge=1, description="decoder layers")
+    heads: int = Field(ge=1, description="attention heads")
+    ffn: int = Field(ge=1, description="MLP (intermediate) size")
+    steps: int = Field(ge=1, description="pre-training steps of 16 x 128 tokens")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
 
 
 SMALL = BackboneSize(hidden=160, layers=4, heads=4, ffn=480, steps=700)  # ~1.5M parameters
@@ -171,7 +177,7 @@ def pretrain_backbone(lines: list[str], tok_dir: Path, out_dir: Path, size: Back
     model.eval().save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     stats = {"params": sum(p.numel() for p in model.parameters()), "final_loss": round(loss, 4),
-             "wall_s": round(time.time() - start, 1), "size": asdict(size)}
+             "wall_s": round(time.time() - start, 1), "size": size.model_dump()}
     (out_dir / "pretrain.json").write_text(json.dumps(stats, indent=2))
     return stats
 

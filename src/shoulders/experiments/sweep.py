@@ -82,7 +82,6 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
     these tasks at all when they do not share the budget with the rest?).
     """
     import copy
-    from dataclasses import replace
 
     import torch
 
@@ -93,7 +92,7 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
     from shoulders.toyworld import ensure_backbones, load_world_data
 
     torch.set_num_threads(THREADS)
-    budget = replace(FULL, steps=steps) if steps else FULL
+    budget = type(FULL).model_validate({**FULL.model_dump(), "steps": steps}) if steps else FULL
     small = str(ensure_backbones(world_seed, names=("toy-small",), threads=THREADS)["toy-small"])
     tasks = select_tasks(load_world_data(world_seed).tasks, task_names)
     lm = FrozenLM.from_pretrained(small, dtype="float32", device="auto")
@@ -118,7 +117,7 @@ def run_sweep(variants: list[str], *, seed: int = 0, world_seed: int = 0, out: P
                         "best_tasks": run["best_tasks"], "dev_curve": run["dev_curve"], "trainable_params": run["trainable_params"],
                         "wall_s": time.perf_counter() - start})
         print(f"{text:60s} best dev {best[1]:.1f} at step {best[0]}", flush=True)
-        atomic_write_json(out / "sweep.json", {"seed": seed, "world_seed": world_seed, "budget": budget.__dict__,
+        atomic_write_json(out / "sweep.json", {"seed": seed, "world_seed": world_seed, "budget": budget.model_dump(),
                                               "tasks": [t.name for t in tasks], "results": results})
     return results
 
@@ -139,15 +138,13 @@ BACKBONES = ("toy-small", "toy-large")
 
 def parse_recursion_variant(text: str) -> tuple[dict, dict]:
     """'neural:steps=400,connector.layers=2' -> ({'steps': 400}, {'connector': {'layers': 2}})."""
-    from dataclasses import fields
-
     from shoulders.experiments.recursion import RecursionSettings
 
     kind, _, rest = text.partition(":")
     if kind not in ("neural", "textual", "single"):
         raise ValueError(f"recursion variant {text!r}: expected 'neural:key=value,...', 'textual:key=value,...' "
                          "or 'single:key=value,...'")
-    names = {f.name for f in fields(RecursionSettings)}
+    names = set(RecursionSettings.model_fields)
     top, neural = {}, {}
     for key, value in _pairs(text, rest):
         if key == "backbone" and kind == "single":
@@ -169,7 +166,6 @@ def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int =
     """Recursion variants on top of one single-pass module (trained when a variant needs
     it), or single passes alone; dev EM only."""
     import copy
-    from dataclasses import replace
 
     import torch
 
@@ -211,7 +207,7 @@ def run_recursion_sweep(variants: list[str], *, seed: int = 0, world_seed: int =
         for k, v in neural.items():
             merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
         name = top.pop("backbone", "toy-small")
-        settings = replace(base, **top, neural=merged)
+        settings = type(base).model_validate({**base.model_dump(), **top, "neural": merged})
         run_dir = out / "runs" / f"{len(rows):02d}"
         if text.startswith("single"):
             single_pass(name, settings, run_dir, text)
