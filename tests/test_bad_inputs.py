@@ -343,7 +343,8 @@ for _id, _what, _text, _pattern in [
     ("config-unknown-method", "YAML: `method: lora`", "method: lora\nbackbone: {name_or_path: x}\n",
      r"^c\.yaml: unknown method 'lora': expected one of \[.*'prompt_tuning'.*\]$"),
     ("config-missing-backbone", "YAML: no `backbone` section", "method: prompt_tuning\n",
-     r"^c\.yaml: missing key 'backbone'$"),
+     r"^c\.yaml: missing key 'backbone': method prompt_tuning trains on a frozen LM \(give backbone\.name_or_path: "
+     r"a hub id or a local directory\)$"),
     ("config-invalid-yaml", "YAML: an unclosed `[`", CONFIG_HEAD + "train: [1, 2\n",
      r"^c\.yaml: not valid YAML \(.+ at line \d+, column \d+\)$"),
     ("config-top-level-list", "YAML: a list at the top level", "- method: prompt_tuning\n",

@@ -45,3 +45,20 @@ def test_resume_gives_identical_stream():
     b.load_state_dict(state)
     assert [b.next_batch(4) for _ in range(5)] == rest
     assert first != rest
+
+
+def test_python_shuffle_is_one_random_sample_stream_and_resumes():
+    import random
+
+    rng, stream = random.Random(5), []
+    while len(stream) < 40:
+        stream += rng.sample(range(7), 7)
+    a = MixtureSampler({"only": 7}, seed=5, shuffle="python")
+    taken = [i for _ in range(4) for _, i in a.next_batch(5)]
+    assert taken == stream[:20]  # epochs end mid-batch, as random.sample permutations in turn
+    state = a.state_dict()
+    b = MixtureSampler({"only": 7}, seed=5, shuffle="python")
+    b.load_state_dict(state)  # replayed from the seed
+    assert [i for _, i in b.next_batch(10)] == [i for _, i in a.next_batch(10)] == stream[20:30]
+    with pytest.raises(ValueError, match="shuffle=python"):
+        MixtureSampler({"only": 7}, seed=5).load_state_dict(state)

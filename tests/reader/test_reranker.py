@@ -83,7 +83,53 @@ def test_save_load_round_trip(tiny_bert, tmp_path):
     assert set(loaded.state_to_save()) == set(module.state_dict())  # encoder + head, frozen embeddings included
 
 
-def test_shoulders_train_method_reranker(tiny_bert, tiny_dirs, tmp_path):
+def _plain_loop(examples, cfg, *, steps, batch_size, lr, warmup, seed):
+    """The re-ranker's own training loop as it was before it moved into the Trainer (kept
+    here as the reference the Trainer must reproduce: the demo's numbers may not move)."""
+    import random
+
+    from shoulders.train.loop import lr_scheduler, run
+
+    module = CrossEncoderReranker.build(RerankerConfig(**cfg))
+    params = list(module.trainable_parameters())
+    opt = torch.optim.AdamW(params, lr=lr)
+    sched = lr_scheduler(opt, "warmup_times_linear", warmup, steps)
+    rng, order = random.Random(seed), []
+
+    def batch_loss(_step):
+        nonlocal order
+        while len(order) < batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
+        return module.loss(None, batch)
+
+    module.train()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        losses = run(batch_loss, opt, sched, steps, desc="", progress=False, params=params, max_grad_norm=1.0)
+    return module, losses
+
+
+def test_the_trainer_trains_it_exactly_as_the_plain_loop_did(tiny_bert, tmp_path):
+    # 11 examples, batch 4: epochs end mid-batch; 5 choices, 3 negatives: negatives are sampled
+    examples = [Example(input=ex.input, target=ex.target, choices=[*ex.choices, f"w{k} is here"])
+                for k, ex in zip(range(11), _examples(range(11)))]
+    cfg = {"encoder": tiny_bert, "negatives": 3, "max_seq_len": 16, "seed": 3}
+    torch.manual_seed(123)
+    module, losses = train_reranker(examples, cfg, steps=9, batch_size=4, lr=3e-3, warmup=2, seed=5,
+                                    output_dir=tmp_path / "run")
+    after = torch.get_rng_state()
+    torch.manual_seed(123)
+    reference, ref_losses = _plain_loop(examples, cfg, steps=9, batch_size=4, lr=3e-3, warmup=2, seed=5)
+    assert torch.equal(after, torch.get_rng_state())  # training left the caller's RNG as the plain loop did
+    assert losses == ref_losses and len(losses) == 9
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), reference.state_dict().values()))
+    assert not module.training and (tmp_path / "run" / "history.json").is_file()
+    assert not (tmp_path / "run" / "final").exists()  # save_final off: the module is returned in memory
+
+
+def test_shoulders_train_method_reranker(tiny_bert, tmp_path):
+    """No `backbone:` section: the re-ranker reads no LM, and the Trainer loads none."""
     from shoulders.cli.main import main
     from shoulders.data.loaders import write_examples
 
@@ -91,7 +137,6 @@ def test_shoulders_train_method_reranker(tiny_bert, tiny_dirs, tmp_path):
     write_examples(tmp_path / "dev.jsonl", _examples(range(20, 26)))
     (tmp_path / "rr.yaml").write_text(f"""
 method: reranker
-backbone: {{name_or_path: {tiny_dirs['gpt2']}, device: cpu}}
 module: {{encoder: {tiny_bert}, negatives: 2, max_seq_len: 16}}
 tasks: [{{name: rerank, train: train.jsonl, dev: dev.jsonl, metric: exact_match}}]
 optim: {{lr: 0.001}}
@@ -103,6 +148,7 @@ output_dir: {tmp_path / 'run'}
     assert [e["step"] for e in history["eval"]] == [2, 4] and 0.0 <= history["eval"][-1]["average"] <= 100.0
     module = load_module(tmp_path / "run" / "final")
     assert module.module_type == "reranker" and len(module.score("find w1", ["w1 is alpha"])) == 1
+    assert json.loads((tmp_path / "run" / "final" / "module.json").read_text())["backbone"] is None
 
 
 def test_mining_excludes_positives_and_answers():

@@ -61,18 +61,39 @@ def test_run_stages_is_pretrain_connector_and_runs_once(llama, corpus):
     assert run_stages(module, llama, progress=False) == {} and _same(module, by_hand)  # once per module
 
 
-def test_the_trainer_runs_the_stage_before_training(llama, corpus, examples, tmp_path):
-    cfg = load_config(data={"method": "neural_recursion", "backbone": {"name_or_path": str(llama.name_or_path),
-                                                                        "device": "cpu"},
-                            "module": _cfg(corpus), "train": {"steps": 1, "batch_size": 2, "seed": 4},
-                            "output_dir": str(tmp_path / "run")})
-    trainer = Trainer(cfg, backbone=llama, tasks=[Task("qa", train=examples)], progress=False)
+def _train_cfg(llama, corpus, out, steps=1):
+    return load_config(data={"method": "neural_recursion", "backbone": {"name_or_path": str(llama.name_or_path),
+                                                                         "device": "cpu"},
+                             "module": _cfg(corpus), "train": {"steps": steps, "batch_size": 2, "seed": 4,
+                                                               "checkpoint_every": 1},
+                             "output_dir": str(out)})
+
+
+def test_the_trainer_runs_the_stage_when_fit_starts(llama, corpus, examples, tmp_path):
+    trainer = Trainer(_train_cfg(llama, corpus, tmp_path / "run"), backbone=llama, tasks=[Task("qa", train=examples)],
+                      progress=False)
+    assert list(pending_stages(trainer.module)) == ["lm_pretrain"]  # constructing a Trainer trains nothing
     expected = _build(llama, _cfg(corpus), seed=4)  # the Trainer seeds with train.seed, then builds
-    run_stages(expected, llama, progress=False)
-    assert _same(trainer.module, expected)  # pre-trained before step 0, as build used to
-    assert not pending_stages(trainer.module)
+    stats = run_stages(expected, llama, progress=False)
     history = trainer.fit().history
-    assert len(history["stages"]["lm_pretrain"]["losses"]) == 3
+    assert not pending_stages(trainer.module)
+    assert history["stages"]["lm_pretrain"]["losses"] == stats["lm_pretrain"]["losses"]  # the same stage, first
+
+
+def test_resuming_does_not_run_the_stage_again(llama, corpus, examples, tmp_path, monkeypatch):
+    tasks = [Task("qa", train=examples)]
+    first = Trainer(_train_cfg(llama, corpus, tmp_path / "run", steps=1), backbone=llama, tasks=tasks,
+                    progress=False).fit()
+    import shoulders.recursion.neural as neural
+
+    def refuse(*a, **k):
+        raise AssertionError("the stage ran again on resume")
+
+    monkeypatch.setattr(neural, "pretrain_connector", refuse)
+    resumed = Trainer(_train_cfg(llama, corpus, tmp_path / "run", steps=2), backbone=llama, tasks=tasks,
+                      progress=False).fit()
+    assert resumed.history["stages"] == first.history["stages"]  # the stats come from the checkpoint
+    assert [r["step"] for r in resumed.history["train"]][-1] == 2
 
 
 def test_loading_never_runs_the_stage(llama, corpus, tmp_path):

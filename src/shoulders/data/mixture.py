@@ -4,19 +4,24 @@ Rates: `proportional` draws a task with probability proportional to min(n_i, cap
 (examples-proportional mixing with an artificial size limit); `temperature` raises those
 sizes to 1/T before normalising (T=1 is proportional, large T tends to uniform);
 `uniform` ignores sizes. Within a task, examples are visited in a fresh seeded
-permutation per epoch, so every example is seen before any repeats.
+permutation per epoch, so every example is seen before any repeats: numpy's, seeded by
+(seed, task, epoch), or with `shuffle="python"` the permutations one `random.Random(seed)`
+per task draws in turn with `random.sample` (the re-ranker's order from before it trained
+in the Trainer; replayed from the seed on resume).
 
 The state is a few integers (JSON), and the same state yields the same global batches
 whatever the number of processes: each process then takes its own slice.
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
 
 MixKind = Literal["proportional", "temperature", "uniform"]
+Shuffle = Literal["numpy", "python"]
 
 
 def mixture_rates(
@@ -55,7 +60,11 @@ class MixtureSampler:
         cap: int | None = None,
         temperature: float = 1.0,
         seed: int = 0,
+        shuffle: Shuffle = "numpy",
     ):
+        if shuffle not in ("numpy", "python"):
+            raise ValueError(f"unknown shuffle {shuffle!r}: expected numpy or python")
+        self.shuffle = shuffle
         self.sizes = dict(sizes)
         self.names = sorted(self.sizes)
         self.rates = mixture_rates(self.sizes, kind, cap, temperature)
@@ -64,13 +73,32 @@ class MixtureSampler:
         self.draws = 0  # batches drawn so far
         self.cursor = {n: 0 for n in self.names}  # examples taken from each task so far
         self._perms: dict[str, tuple[int, np.ndarray]] = {}  # task -> (epoch, permutation)
+        self._streams: dict[str, tuple[int, random.Random]] = {}  # shuffle=python: task -> (next epoch, rng)
 
     def _perm(self, name: str, epoch: int) -> np.ndarray:
         cached = self._perms.get(name)
         if cached is None or cached[0] != epoch:
-            rng = np.random.default_rng([self.seed, 1 + self.names.index(name), epoch])
-            cached = self._perms[name] = (epoch, rng.permutation(self.sizes[name]))
+            if self.shuffle == "python":
+                perm = np.array(self._python_perm(name, epoch))
+            else:
+                rng = np.random.default_rng([self.seed, 1 + self.names.index(name), epoch])
+                perm = rng.permutation(self.sizes[name])
+            cached = self._perms[name] = (epoch, perm)
         return cached[1]
+
+    def _python_perm(self, name: str, epoch: int) -> list[int]:
+        """Epoch `epoch`'s permutation of the task's python stream (replayed from the seed
+        when asked for an earlier epoch than the stream's next, as after a resume)."""
+        n = self.sizes[name]
+        nxt, rng = self._streams.get(name, (0, None))
+        if rng is None or epoch < nxt:
+            nxt, rng = 0, random.Random(self.seed + self.names.index(name))
+        while True:
+            perm = rng.sample(range(n), n)
+            nxt += 1
+            if nxt > epoch:
+                self._streams[name] = (nxt, rng)
+                return perm
 
     def _take(self, name: str) -> int:
         pos = self.cursor[name]
@@ -86,11 +114,16 @@ class MixtureSampler:
         return [(self.names[i], self._take(self.names[i])) for i in picks]
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "draws": self.draws, "cursor": dict(self.cursor), "sizes": dict(self.sizes)}
+        return {"seed": self.seed, "draws": self.draws, "cursor": dict(self.cursor), "sizes": dict(self.sizes),
+                "shuffle": self.shuffle}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("sizes") != self.sizes:
             raise ValueError(f"sampler state is for task sizes {state.get('sizes')}, this mixture has {self.sizes}")
+        if state.get("shuffle", "numpy") != self.shuffle:
+            raise ValueError(f"sampler state is for shuffle={state.get('shuffle', 'numpy')}, this mixture has "
+                             f"shuffle={self.shuffle}")
+        self._perms, self._streams = {}, {}
         self.seed = state["seed"]
         self.draws = state["draws"]
         self.cursor = {n: int(state["cursor"][n]) for n in self.names}

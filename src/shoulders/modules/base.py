@@ -67,6 +67,8 @@ class ModuleCapabilities:
       input's tokens, no per-layer KV prefix, no weights inside the LM. So [prefix ; token
       embeddings] is everything the backbone reads, and an engine that takes prompt embeddings
       (vLLM, SGLang) can serve it (`prompt_embeds()`, see `shoulders.modules.prompt_embeds`).
+    - `backbone_free`: it reads no frozen LM (a re-ranker scores text with its own encoder):
+      the Trainer trains it without loading one, and its config may leave `backbone:` out.
     """
 
     batchable: bool = False
@@ -74,6 +76,7 @@ class ModuleCapabilities:
     single_prompt: bool = False
     peft_type: str | None = None
     prompt_embeds: bool = False
+    backbone_free: bool = False
 
 
 def _as_example(x: Example | str) -> Example:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from shoulders.data.examples import Example
-from shoulders.modules.base import ModuleConfig, SoftModule
+from shoulders.modules.base import ModuleCapabilities, ModuleConfig, SoftModule
 from shoulders.modules.io import ModuleFormatError
 from shoulders.prompts.encoders import DEFAULT_ENCODER, resolve_encoder_path
 from shoulders.reader.corpus import Passage
@@ -128,6 +128,7 @@ def _text(p: Passage | str, with_title: bool) -> str:
 class CrossEncoderReranker(SoftModule):
     module_type = "reranker"
     config_class = RerankerConfig
+    capabilities = ModuleCapabilities(backbone_free=True)  # its own encoder; the Trainer loads no LM for it
 
     def __init__(self, config: RerankerConfig, encoder: nn.Module, tokenizer, resolved_path: str = ""):
         super().__init__(config)

@@ -4,16 +4,17 @@ A hard negative is a passage the retriever ranks high that does not answer: exac
 mistakes the re-ranker must learn to undo. Mining BM25 and dense and interleaving their
 lists gives both kinds of mistake (shared words; similar meaning about someone else).
 
-`train_reranker` is the plain loop for callers without a frozen LM (SQuAD, the
-experiment): the same listwise loss the common `Trainer` runs for `method: reranker`.
+`train_reranker` trains one in memory through the common `Trainer` (`method: reranker`,
+no frozen LM loaded) for callers that hold examples rather than a YAML config (the
+toyworld reader and SQuAD experiments).
 The toyworld ODQA files the YAML presets read are written by an experiment that uses
 these functions (`shoulders experiment toyworld-odqa`, shoulders.experiments.toyworld_odqa).
 """
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,6 @@ import torch
 from shoulders.data.examples import Example
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, passage_text
-from shoulders.train.loop import lr_scheduler, run
 
 
 def _positive_ids(q: Any) -> set[str]:
@@ -88,37 +88,36 @@ def reranker_examples(questions: Sequence[Any], passages: Mapping[str, Passage],
 
 def train_reranker(examples: Sequence[Example], config=None, *, steps: int | None = None, epochs: float = 1.0,
                    batch_size: int = 8, lr: float = 3e-4, warmup: int = 10, max_grad_norm: float = 1.0,
-                   seed: int = 0, progress: bool = False, module=None):
-    """Train a re-ranker (a fresh one from `config`, or `module`) on `examples`.
+                   seed: int = 0, progress: bool = False, module=None, output_dir: str | Path | None = None):
+    """Train a re-ranker (a fresh one from `config`, or `module`) on `examples` with the Trainer.
 
-    AdamW, linear warm-up then linear decay to 0, gradient clipping, shuffled epochs; a run
-    is fixed by `seed` (it does not disturb torch's global RNG). Returns (module, losses).
+    AdamW (torch's defaults but lr), warm-up times a linear decay, gradient clipping, shuffled
+    epochs; a run is fixed by `seed` and leaves torch's global RNG as it found it. The
+    Trainer's outputs (history.json, the curve) go to `output_dir` (a temporary directory
+    when None); the module stays in memory. Returns (module in eval mode, each step's loss).
     """
+    import tempfile
+
+    from shoulders.data.examples import Task
     from shoulders.reader.reranker import CrossEncoderReranker, RerankerConfig
+    from shoulders.train import Trainer, load_config
 
     if not examples:
         raise ValueError("train_reranker: no training examples")
-    if module is None:
+    if module is None:  # built before the Trainer seeds torch, as the weights never depended on it
         cfg = config if isinstance(config, RerankerConfig) else RerankerConfig.model_validate(config or {})
         module = CrossEncoderReranker.build(cfg)
     total = steps or max(1, math.ceil(len(examples) * epochs / batch_size))
-    params = list(module.trainable_parameters())
-    opt = torch.optim.AdamW(params, lr=lr)
-    sched = lr_scheduler(opt, "warmup_times_linear", warmup, total)
-    rng = random.Random(seed)
-    order: list[int] = []
-
-    def batch_loss(_step: int) -> torch.Tensor:
-        nonlocal order
-        while len(order) < batch_size:
-            order += rng.sample(range(len(examples)), len(examples))
-        batch, order = [examples[i] for i in order[:batch_size]], order[batch_size:]
-        return module.loss(None, batch)
-
-    module.train()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        losses = run(batch_loss, opt, sched, total, desc="train re-ranker", progress=progress, params=params,
-                     max_grad_norm=max_grad_norm)
+    with tempfile.TemporaryDirectory(prefix="reranker-") as tmp, torch.random.fork_rng():
+        train_cfg = load_config(data={
+            "method": "reranker", "module": module.config.model_dump(mode="json"),
+            "mixture": {"shuffle": "python"},
+            "optim": {"lr": lr, "weight_decay": 0.01, "warmup_steps": warmup, "schedule": "warmup_times_linear",
+                      "max_grad_norm": max_grad_norm},
+            "train": {"steps": total, "batch_size": batch_size, "seed": seed, "eval_every": 0, "log_every": 1,
+                      "save_final": False},
+            "output_dir": str(output_dir or tmp), "resume": False})
+        result = Trainer(train_cfg, tasks=[Task("rerank", train=list(examples))], module=module,
+                         progress=progress).fit()
     module.eval()
-    return module, losses
+    return module, [row["loss"] for row in result.history["train"]]

@@ -56,6 +56,10 @@ class MixtureConfig(StrictModel):
     kind: Literal["proportional", "temperature", "uniform"] = "proportional"
     cap: int | None = Field(None, gt=0, description="examples-proportional size limit K (T5)")
     temperature: float = Field(1.0, gt=0, description="temperature mixing: rate ~ min(n, K)^(1/T)")
+    shuffle: Literal["numpy", "python"] = Field(
+        "numpy", description="how a task's examples are permuted each epoch. numpy: a generator seeded by (seed, "
+        "task, epoch); python: one random.Random(seed) per task drawing random.sample permutations in turn (the "
+        "order the re-ranker trained in before it moved into the Trainer: its numbers do not move)")
 
 
 class OptimConfig(StrictModel):
@@ -64,7 +68,9 @@ class OptimConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    schedule: Literal["constant", "linear", "cosine", "warmup_times_linear"] = Field(
+        "linear", description="after warm-up: constant, linear to 0 or cosine to 0 (warmup_steps then the decay); "
+        "warmup_times_linear: a warm-up factor times a linear decay that starts at step 0 (the re-ranker's)")
     max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global grad norm; null = off")
 
 
@@ -80,11 +86,14 @@ class LoopConfig(StrictModel):
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = at evals only")
     keep_checkpoints: int = Field(2, gt=0)
+    save_final: bool = Field(True, description="write the trained module to output_dir/final at the end (off "
+                             "when the caller keeps the module in memory: a re-ranker's encoder is 90 MB)")
 
 
 class TrainConfig(StrictModel):
     method: str = Field(..., description="module type: prompt_tuning | idpt | prefix_tuning | reranker | reader | textual_recursion | neural_recursion | finetune")
-    backbone: BackboneConfig
+    backbone: BackboneConfig | None = Field(None, description="the frozen LM; required unless the method reads "
+                                            "none (reranker)")
     module: dict[str, Any] = Field(default_factory=dict, description="the method's own config (validated by it)")
     tasks: list[TaskConfig] = Field(default_factory=list)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
@@ -108,7 +117,12 @@ class TrainConfig(StrictModel):
 
         if self.method not in MODULE_TYPES:
             raise ValueError(f"unknown method {self.method!r}: expected one of {sorted(MODULE_TYPES)}")
-        if self.method == "finetune" and self.backbone.fsdp:
+        from shoulders.modules.registry import module_class
+
+        if self.backbone is None and not module_class(self.method).capabilities.backbone_free:
+            raise ValueError(f"missing key 'backbone': method {self.method} trains on a frozen LM (give "
+                             "backbone.name_or_path: a hub id or a local directory)")
+        if self.method == "finetune" and self.backbone and self.backbone.fsdp:
             raise ValueError("method finetune trains the backbone's own weights; backbone.fsdp shards a frozen "
                              "backbone only")
         return self

@@ -2,8 +2,9 @@
 
 accelerate underneath (device placement, data parallelism, gradient sync of the module
 only), with the frozen backbone optionally sharded across the processes (`backbone.fsdp`,
-train/fsdp.py); first the training stages the module's config names (`module.stages()`:
-the Connector's pre-training), then a seeded multi-task mixture; AdamW with warm-up and
+train/fsdp.py), or no backbone for a module that reads none (the re-ranker); `fit` runs
+first the training stages the module's config names (`module.stages()`: the Connector's
+pre-training; not again on resume), then a seeded multi-task mixture; AdamW with warm-up and
 decay (the step and the schedules: train/loop.py); periodic dev evaluation with
 best-module saving; exact resume from the newest checkpoint.
 """
@@ -24,7 +25,7 @@ from shoulders.data.mixture import MixtureSampler
 from shoulders.data.tasks import load_task
 from shoulders.modules.io import save_module
 from shoulders.modules.registry import module_class
-from shoulders.modules.stages import run_stages
+from shoulders.modules.stages import mark_done, run_stages
 from shoulders.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from shoulders.train.config import ConfigError, TrainConfig
 from shoulders.train.evaluate import evaluate
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     output_dir: Path
     best_dir: Path | None
-    final_dir: Path
+    final_dir: Path | None  # None with train.save_final off
     best_score: float | None
     history: dict = field(default_factory=dict)
 
@@ -53,17 +54,22 @@ class Trainer:
         from accelerate.utils import DistributedType
 
         self.config = config
-        self.acc = accelerator or Accelerator(cpu=config.backbone.device == "cpu")
+        bc = config.backbone
+        self.acc = accelerator or Accelerator(cpu=(bc.device if bc else "auto") == "cpu")
         if self.acc.distributed_type == DistributedType.FSDP:
             raise ConfigError("an accelerate FSDP config shards the trained module, not the backbone: use a "
                               "multi-GPU (DDP) accelerate config and set backbone.fsdp: true")
         self.progress = progress and self.acc.is_main_process
         torch.manual_seed(config.train.seed)
-        bc = config.backbone
-        device = self.acc.device if bc.device == "auto" else bc.device
-        shard = bc.fsdp and torch.distributed.is_available() and torch.distributed.is_initialized()
-        if bc.fsdp and not shard:
-            log.warning("backbone.fsdp: a single process, nothing to shard: the whole backbone is loaded")
+        cls = type(module) if module is not None else module_class(config.method)
+        shard = False
+        if cls.capabilities.backbone_free:  # e.g. the re-ranker: its own encoder, no frozen LM to load
+            backbone, device = None, self.acc.device if not bc or bc.device == "auto" else bc.device
+        else:
+            device = self.acc.device if bc.device == "auto" else bc.device
+            shard = bc.fsdp and torch.distributed.is_available() and torch.distributed.is_initialized()
+            if bc.fsdp and not shard:
+                log.warning("backbone.fsdp: a single process, nothing to shard: the whole backbone is loaded")
         if shard:
             from shoulders.train import fsdp
 
@@ -72,14 +78,14 @@ class Trainer:
             else:
                 backbone = fsdp.load_sharded(bc.name_or_path, device=device, dtype=bc.dtype,
                                              trust_remote_code=bc.trust_remote_code)
-        elif backbone is None:
+        elif backbone is None and not cls.capabilities.backbone_free:
             backbone = FrozenLM.from_pretrained(
                 bc.name_or_path, dtype=bc.dtype, device=None if bc.device_map else device,
                 device_map=bc.device_map, trust_remote_code=bc.trust_remote_code,
             )
         self.backbone = backbone
         self.sharded = bool(shard)  # every process then runs every forward (each one gathers weights)
-        if config.backbone.gradient_checkpointing:
+        if backbone is not None and bc.gradient_checkpointing:
             from shoulders.backbone.checkpointing import enable_gradient_checkpointing
 
             enable_gradient_checkpointing(backbone)
@@ -89,11 +95,9 @@ class Trainer:
         missing = [t.name for t in self.tasks if not t.train]
         if missing:
             raise ConfigError(f"tasks without training examples (no `train` file): {missing}")
-        self.module = module or module_class(config.method).build(config.module_config(), backbone)
-        self.module.to(backbone.device)
-        # Stages the module's config names (Connector pre-training) run now, where building
-        # used to run them: before the checks, the optimizer, accelerate and the sampler.
-        self.stage_stats = run_stages(self.module, backbone, progress=self.progress)
+        self.module = module or cls.build(config.module_config(), backbone)
+        self.module.to(backbone.device if backbone is not None else device)
+        self.stage_stats: dict = {}  # the stages `fit` runs first (Connector pre-training), by name
         self.shards = None
         if self.sharded:
             from shoulders.train.fsdp import shard_sizes
@@ -111,11 +115,12 @@ class Trainer:
     def _check_setup(self) -> None:
         """Run one training example through the module (no grad, eval mode) before step 0,
         so a prefix that overflows the context window or a broken example fails now, with
-        its message, not after an hour of training."""
+        its message, not after an hour of training. It leaves torch's RNG as it found it (a
+        re-ranker's loss samples negatives), so checking changes nothing training then draws."""
         example = self.tasks[0].train[0]
         was_training = self.module.training
         self.module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng():
             self.module.loss(self.backbone, [example])
         self.module.train(was_training)
 
@@ -135,11 +140,19 @@ class Trainer:
         atomic_write_json(self.out / "history.json", history)
         from shoulders.train.plots import plot_history
 
-        plot_history(history, self.out / "training_curve.png", title=f"{self.config.method} on {self.backbone.name_or_path}")
+        on = f" on {self.backbone.name_or_path}" if self.backbone is not None else ""
+        plot_history(history, self.out / "training_curve.png", title=f"{self.config.method}{on}")
 
     # -------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
         cfg, t = self.config, self.config.train
+        ckpt_root = self.out / "checkpoints"
+        existing = list_checkpoints(ckpt_root) if cfg.resume else []
+        if existing:  # a checkpoint's weights are its stages' result; its history keeps their stats
+            mark_done(self.module)
+        # Stages the module's config names (Connector pre-training) first, before the optimizer,
+        # accelerate and the sampler: training starts from what they learned.
+        self.stage_stats = run_stages(self.module, self.backbone, progress=self.progress)
         groups = [g for g in self.module.param_groups(cfg.optim.lr) if g["params"]]
         if not groups:
             raise ValueError(f"{cfg.method}: the module has no trainable parameters")
@@ -149,14 +162,13 @@ class Trainer:
         scheduler = lr_scheduler(optimizer, cfg.optim.schedule, cfg.optim.warmup_steps, t.steps)
         self.model, optimizer = self.acc.prepare(self.module, optimizer)
         sampler = MixtureSampler({x.name: len(x.train) for x in self.tasks}, kind=cfg.mixture.kind,
-                                 cap=cfg.mixture.cap, temperature=cfg.mixture.temperature, seed=t.seed)
+                                 cap=cfg.mixture.cap, temperature=cfg.mixture.temperature, seed=t.seed,
+                                 shuffle=cfg.mixture.shuffle)
         by_name = {x.name: x for x in self.tasks}
         history: dict = {"train": [], "eval": [], "config": cfg.model_dump(mode="json")}
         if self.stage_stats:
             history["stages"] = self.stage_stats
         best_score, start = None, 0
-        ckpt_root = self.out / "checkpoints"
-        existing = list_checkpoints(ckpt_root) if cfg.resume else []
         if existing:
             try:
                 state = load_checkpoint(existing[-1], self.acc.unwrap_model(self.model), optimizer, scheduler,
@@ -222,9 +234,10 @@ class Trainer:
             if evaluating or (t.checkpoint_every and done % t.checkpoint_every == 0):
                 checkpoint(done)
         bar.close()
-        final = self.out / "final"
+        final = self.out / "final" if t.save_final else None
         if self.acc.is_main_process:
-            save_module(self.acc.unwrap_model(self.model), final, self.backbone, extra={"step": t.steps})
+            if final is not None:
+                save_module(self.acc.unwrap_model(self.model), final, self.backbone, extra={"step": t.steps})
             self._write_outputs(history)
         self.acc.wait_for_everyone()
         best = self.out / "best"
