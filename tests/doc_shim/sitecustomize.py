@@ -11,7 +11,6 @@ the patch with it.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.abc
 import importlib.util
 import sys
@@ -68,8 +67,8 @@ def _multitask(m):  # every Budget (FULL, QUICK, real-tasks' own, the sweep's) a
 def _reader(m):
     for name in ("full", "quick"):
         preset = getattr(m.ReaderSettings, name).__func__
-        setattr(m.ReaderSettings, name, classmethod(lambda cls, preset=preset: dataclasses.replace(
-            preset(cls), reranker_steps=STEPS, reader_steps=STEPS, reader_train_questions=8, max_test=TEST, mined=4)))
+        setattr(m.ReaderSettings, name, classmethod(lambda cls, preset=preset: preset(cls).model_copy(update=dict(
+            reranker_steps=STEPS, reader_steps=STEPS, reader_train_questions=8, max_test=TEST, mined=4))))
 
 
 def _recursion(m):
@@ -92,7 +91,6 @@ def _real_tasks(m):
 
 
 def _squad_rerank(m):
-    @dataclasses.dataclass
     class SmokeSettings(m.SquadRerankSettings):
         train_questions: int = 16
         test_questions: int | None = TEST

@@ -9,9 +9,11 @@ from shoulders.bench.serve_vs_generate import VsWorkload
 from shoulders.bench.train import Workload
 from shoulders.experiments.demo import DemoConfig
 from shoulders.experiments.multitask import Budget
+from shoulders.experiments.reader import ReaderSettings
 from shoulders.experiments.real_tasks import Caps
 from shoulders.experiments.recursion import RecursionSettings
 from shoulders.experiments.recursion_standin import BackboneSize, StandinConfig
+from shoulders.experiments.squad_rerank import SquadRerankSettings
 from shoulders.toyworld import pretrain as pt
 from shoulders.toyworld.bundle import ToyworldConfig
 from shoulders.toyworld.closedbook import ClosedBookConfig
@@ -28,7 +30,8 @@ from shoulders.utils.strict_model import StrictModel
 CONFIGS = (WorldConfig, CorpusConfig, ModelConfig, PretrainConfig, ToyworldConfig, ClosedBookConfig, FewShotConfig,
            OdqaConfig, TaskSetConfig, TokenizerConfig, UnseenConfig, StandinConfig, DemoConfig,
            # the experiments' settings and the benches' workloads
-           Budget, Caps, BackboneSize, RecursionSettings, Workload, GenWorkload, VsWorkload, IdptWorkload)
+           Budget, Caps, BackboneSize, RecursionSettings, ReaderSettings, SquadRerankSettings, Workload, GenWorkload,
+           VsWorkload, IdptWorkload)
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
 from shoulders.backbone import FrozenLM, GenerationConfig
 from shoulders.data.examples import Example, Task
@@ -39,34 +39,37 @@ from shoulders.reader.reader import Reader, ReaderConfig
 from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
 from shoulders.reader.retrieval.base import Hit
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
+from shoulders.utils.strict_model import StrictModel
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 CONFIGS = ("bm25", "bm25+rerank", "dense", "dense+rerank", "hybrid", "hybrid+rerank")
 PAPER = {"DPR": (77.2, 80.4, 46.6, 48.7)}  # Table 2: recall in context and EM, without -> with re-ranking
 
 
-@dataclass
-class ReaderSettings:
+class ReaderSettings(StrictModel):
     """Every knob of the experiment; `full()` and `quick()` are the demo's two sizes."""
 
-    window: int = 96  # tokens of the LM's window the reader fills (see the module docstring)
-    candidates: int = 10  # retrieved per question and re-ranked
-    template: str = "{context}\nQ: {question} A:"  # the toy corpus's own reading format
-    passage_template: str = "Passage: {text}"
-    separator: str = "\n"
-    answer_tokens: int = 8
-    prompt_tokens: int = 8  # reader soft prompt length
-    reranker: dict = field(default_factory=lambda: {"num_layers": 2, "max_seq_len": 64, "negatives": 4})
-    mined: int = 8  # negatives mined per training question (BM25's and dense's, interleaved)
-    reranker_steps: int = 60
-    reranker_batch: int = 8
-    reranker_lr: float = 3e-4
-    reader_steps: int = 150
-    reader_batch: int = 16
-    reader_lr: float = 0.1
-    reader_train_questions: int | None = 480  # training questions packed for the reader
-    max_test: int | None = None
-    save_reader: bool = True  # keep seed 0's reader, re-ranker and hybrid index for `shoulders ask`
+    window: int = Field(96, ge=8, description="tokens of the LM's window the reader fills (see the module docstring)")
+    candidates: int = Field(10, ge=1, description="passages retrieved per question and re-ranked")
+    template: str = Field("{context}\nQ: {question} A:", description="the toy corpus's own reading format")
+    passage_template: str = Field("Passage: {text}", description="how each packed passage is written")
+    separator: str = Field("\n", description="between packed passages")
+    answer_tokens: int = Field(8, ge=1, description="tokens reserved for (and generated as) the answer")
+    prompt_tokens: int = Field(8, ge=1, description="the reader's soft prompt length")
+    reranker: dict = Field(default_factory=lambda: {"num_layers": 2, "max_seq_len": 64, "negatives": 4},
+                           description="RerankerConfig fields of the trained re-ranker")
+    mined: int = Field(8, ge=1, description="negatives mined per training question (BM25's and dense's, interleaved)")
+    reranker_steps: int = Field(60, ge=1, description="re-ranker training steps")
+    reranker_batch: int = Field(8, ge=1, description="re-ranker training questions per step")
+    reranker_lr: float = Field(3e-4, gt=0, description="re-ranker peak learning rate")
+    reader_steps: int = Field(150, ge=1, description="reader (soft prompt) training steps")
+    reader_batch: int = Field(16, ge=1, description="reader training questions per step")
+    reader_lr: float = Field(0.1, gt=0, description="reader soft prompt learning rate")
+    reader_train_questions: int | None = Field(480, ge=1, description="training questions packed for the reader; "
+                                               "None = all")
+    max_test: int | None = Field(None, ge=1, description="evaluate on at most this many test questions; None = all")
+    save_reader: bool = Field(True, description="keep the first seed's reader, re-ranker and hybrid index for "
+                              "`shoulders ask`")
 
     @classmethod
     def full(cls) -> "ReaderSettings":
@@ -226,7 +229,7 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
             _save_for_ask(out_dir / "reader", reader, reranker, retr["hybrid"], plist, lm)
     result: dict = {name: _aggregate(rows[name]) for name in rows}
     result.update(per_seed={n: [r["em"] for r in rows[n]] for n in rows}, seeds=list(seeds),
-                  timing={**clock, "cpu_s": time.process_time() - cpu}, settings=asdict(s), n_test=len(test),
+                  timing={**clock, "cpu_s": time.process_time() - cpu}, settings=s.model_dump(), n_test=len(test),
                   window=s.window, full_window=lm.max_context)
     figure = out_dir / "reader_recall_in_context.png"
     plot(result, figure)

@@ -24,32 +24,41 @@ import argparse
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shoulders.errors import ShouldersError
+from pydantic import Field, ValidationError
+
+from shoulders.errors import ShouldersError, format_validation_error
+from shoulders.utils.strict_model import StrictModel
 
 
-@dataclass
-class SquadRerankSettings:
-    train_questions: int = 800  # sampled from the training articles (one pass over them)
-    test_questions: int | None = 400  # sampled from the test articles; None = all (~5k: hours on a CPU)
-    mined: int = 7  # hard negatives kept per training question (BM25's and dense's, interleaved)
-    negatives: int = 3  # k per loss step, sampled from the mined ones
-    num_layers: int | None = 3  # MiniLM's first 3 of 6 layers: half the cost (None = all)
-    max_seq_len: int = 256  # word pieces per (question, paragraph) pair
-    batch_size: int = 8
-    lr: float = 3e-4
-    warmup: int = 20
-    depth: int = 20  # re-rank each retriever's top `depth` (and pack from it)
-    alpha: float = 0.5  # hybrid: min-max fusion, dense weight
-    windows: tuple[int, ...] = (512, 1024, 2048)  # recall-in-context window sizes (MiniLM tokens)
-    answer_tokens: int = 32  # reserved in each window for the answer
-    split_seed: int = 0  # article split
-    seed: int = 0  # question sampling and re-ranker training
-    retriever_weights: tuple[float, ...] = (0.0,)  # score interpolation weights tried on dev (0 = re-ranker alone)
-    dev_questions: int = 200  # training-article questions (not trained on) that choose the weight
+class SquadRerankSettings(StrictModel):
+    """Every knob of the SQuAD re-ranking experiment (`--set KEY=VALUE` sets one)."""
+
+    train_questions: int = Field(800, ge=1, description="sampled from the training articles (one pass over them)")
+    test_questions: int | None = Field(400, ge=1, description="sampled from the test articles; None = all (~5k: "
+                                       "hours on a CPU)")
+    mined: int = Field(7, ge=1, description="hard negatives kept per training question (BM25's and dense's, "
+                       "interleaved)")
+    negatives: int = Field(3, ge=1, description="k per loss step, sampled from the mined ones")
+    num_layers: int | None = Field(3, ge=1, description="MiniLM's first layers kept: 3 of 6 is half the cost "
+                                   "(None = all)")
+    max_seq_len: int = Field(256, ge=8, description="word pieces per (question, paragraph) pair")
+    batch_size: int = Field(8, ge=1, description="re-ranker training questions per step")
+    lr: float = Field(3e-4, gt=0, description="re-ranker peak learning rate")
+    warmup: int = Field(20, ge=0, description="re-ranker warm-up steps")
+    depth: int = Field(20, ge=1, description="re-rank each retriever's top `depth` (and pack from it)")
+    alpha: float = Field(0.5, ge=0, le=1, description="hybrid: min-max fusion, dense weight")
+    windows: tuple[int, ...] = Field((512, 1024, 2048), min_length=1, description="recall-in-context window sizes "
+                                     "(MiniLM tokens)")
+    answer_tokens: int = Field(32, ge=0, description="reserved in each window for the answer")
+    split_seed: int = Field(0, description="article split")
+    seed: int = Field(0, description="question sampling and re-ranker training")
+    retriever_weights: tuple[float, ...] = Field((0.0,), min_length=1, description="score interpolation weights "
+                                                 "tried on dev (0 = re-ranker alone)")
+    dev_questions: int = Field(200, ge=1, description="training-article questions (not trained on) that choose "
+                               "the weight")
 
 
 class _CachedTokenizer:
@@ -197,7 +206,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     timing["metrics_s"] = time.perf_counter() - t
     report = {"n_train_questions": len(train_qs), "n_test_questions": len(test_qs), "n_passages": len(passages),
               "test_articles": len(split.test_titles), "train_articles": len(split.train_titles),
-              "settings": asdict(s), "retriever_weight": weights, "dev_recall_1_5_by_weight": dev_choice,
+              "settings": s.model_dump(), "retriever_weight": weights, "dev_recall_1_5_by_weight": dev_choice,
               "n_dev_questions": len(dev_qs), "systems": systems, "timing": timing}
     atomic_write_json(out / "report.json", report)
     return report
@@ -217,7 +226,7 @@ def rerank_table(report: dict[str, Any]) -> str:
 
 def settings_from_pairs(pairs: list[str], **given: Any) -> SquadRerankSettings:
     """Settings from `KEY=VALUE` strings (values parsed as JSON) plus keyword fields."""
-    fields = SquadRerankSettings.__dataclass_fields__
+    fields = SquadRerankSettings.model_fields
     values = dict(given)
     for pair in pairs:
         key, _, raw = pair.partition("=")
@@ -230,7 +239,10 @@ def settings_from_pairs(pairs: list[str], **given: Any) -> SquadRerankSettings:
     for key in ("windows", "retriever_weights"):
         if key in values:
             values[key] = tuple(values[key]) if isinstance(values[key], (list, tuple)) else (values[key],)
-    return SquadRerankSettings(**values)
+    try:
+        return SquadRerankSettings(**values)
+    except ValidationError as err:
+        raise ShouldersError(f"--set: {format_validation_error(err, '', SquadRerankSettings)}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
