@@ -90,6 +90,21 @@ def test_config_hash_ignores_unset_options_and_threads():
     assert base == pt.config_hash(TOY_SMALL, PretrainConfig(threads=3))
     assert base != pt.config_hash(TOY_SMALL.model_copy(update={"lr": 1e-3}), PretrainConfig())
     assert base != pt.config_hash(TOY_SMALL, PretrainConfig(seed=1))
+    assert base == pt.config_hash(TOY_SMALL.model_copy(update={"epochs": None}), PretrainConfig())
+    assert base != pt.config_hash(TOY_SMALL.model_copy(update={"epochs": 2.0}), PretrainConfig())
+
+
+def test_a_models_own_epochs_override_the_shared_ones(tmp_path):
+    """A token budget per size: the model's `epochs` wins over PretrainConfig.epochs."""
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
+    tok = train_tokenizer(docs)
+    n_rows = len(pt.pack(tok, docs, 32))
+    cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1)
+    longer = TINY_MODELS[0].model_copy(update={"epochs": 2.5})
+    assert pt.pretrain(longer, cfg, tok, docs, tmp_path / "m", progress=False)["steps"] == int(n_rows * 2.5) // 4
+    assert pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / "n", progress=False)["steps"] == n_rows // 4
 
 
 def test_doc_mask_keeps_each_packed_document_alone():

@@ -12,6 +12,11 @@ module training, what the frozen backbone can do:
 - copying: the induction ratio (loss on a repeated random sequence's second copy over
   its first; 1 = no copying).
 
+`--prompt-tuned` adds what the demo's recursion table measures on test, on *dev*: the
+single-pass prompt tuning recipe (the demo's, its learning rate picked on dev from the same
+grid) on the closed-book training split, scored on the dev split (1-hop, 2-hop), module seed
+= the world seed. It takes a few minutes per variant.
+
 `--copy-plateau` instead trains toy-small's shape on random token runs said twice, with the
 row as context and with one short document as context, and prints the loss curves (how
 long the model takes to start copying; docs/backbones.md).
@@ -164,6 +169,23 @@ def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int
     return rows
 
 
+def prompt_tuned_dev(path: Path, cfg, seed: int, run_dir: Path, quick: bool = False) -> dict:
+    """The demo's single pass (prompt tuning, lr from its grid by dev EM) trained on the
+    closed-book train split of `cfg`'s world and scored on its dev split."""
+    from shoulders.backbone import FrozenLM
+    from shoulders.experiments.recursion import RecursionSettings, _single_pass
+    from shoulders.recursion.evaluate import score_single, summarize
+    from shoulders.toyworld import build_closedbook, build_world
+
+    settings = RecursionSettings.quick() if quick else RecursionSettings.full()
+    closedbook = build_closedbook(build_world(seed, cfg.world), cfg.closedbook)
+    lm = FrozenLM.from_pretrained(str(path), dtype="float32", device="cpu")
+    module, _, lr = _single_pass(lm, closedbook, settings, seed, run_dir, None, progress=False)
+    scored = summarize(score_single(module, lm, closedbook.dev, settings.max_new_tokens)[0], 1.0)
+    return {"dev_prompt_tuned_em": scored["em"], "dev_prompt_tuned_1hop": scored["em_1hop"],
+            "dev_prompt_tuned_2hop": scored["em_2hop"], "dev_prompt_tuned_lr": lr}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="shoulders experiment backbone-sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-speed", action="store_true", help="time fp32 vs bf16 pre-training steps instead")
     ap.add_argument("--copy-plateau", action="store_true",
                     help="train on random copy rows with and without document masking instead (loss curve)")
+    ap.add_argument("--prompt-tuned", action="store_true",
+                    help="also train the demo's single-pass prompt tuning on each variant and score it on dev")
     ap.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     ap.add_argument("--quick", action="store_true", help="the quick world and its shorter pre-training")
     ap.add_argument("--cache", default="runs/backbone_sweep", help="backbone cache (default: runs/backbone_sweep)")
@@ -203,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         path = ensure_backbones(args.seed, cache_dir=args.cache, names=(model.name,), config=cfg,
                                 threads=args.threads)[model.name]
         row = evaluate_backbone(Path(path), cfg, args.seed)
+        if args.prompt_tuned:
+            run_dir = Path(args.cache) / "prompt_tuned" / f"seed{args.seed}" / Path(path).parent.name / model.name
+            row.update(prompt_tuned_dev(Path(path), cfg, args.seed, run_dir, args.quick))
         row["wall_s"] = round(time.perf_counter() - start, 1)
         rows[text] = row
         atomic_write_json(out, rows)

@@ -46,6 +46,9 @@ class ModelConfig(StrictModel):
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base")
     lr: float | None = Field(None, gt=0, description="overrides PretrainConfig.lr: bigger models want smaller "
                              "steps (None: PretrainConfig.lr)")
+    epochs: float | None = Field(None, gt=0, description="overrides PretrainConfig.epochs: a token budget per size, "
+                                 "as the larger members of an LM family are trained on more tokens (None: "
+                                 "PretrainConfig.epochs, and older cache keys stay valid)")
     prev_token_heads: tuple[int, ...] | None = Field(None, description="first-layer heads that start as \"look d "
                                                      "tokens back\" heads, one offset d >= 1 per head "
                                                      "(toyworld/attention_prior.py; needs q/k biases, so it turns "
@@ -260,10 +263,10 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
         if train_cfg.copy_mix:  # a share in [0, 1), checked by PretrainConfig
             n_mix = round(len(data) * train_cfg.copy_mix / (1 - train_cfg.copy_mix))
             data = torch.cat([data, copy_rows(tokenizer, n_mix, train_cfg.seq_len, gen)])
-        n_epochs = math.ceil(train_cfg.epochs)
-        order = row_order(len(warm), len(data), n_epochs, gen)
+        epochs = model_cfg.epochs or train_cfg.epochs
+        order = row_order(len(warm), len(data), math.ceil(epochs), gen)
         data = torch.cat([warm, data])
-        total = max(1, (len(warm) + int((len(data) - len(warm)) * train_cfg.epochs)) // train_cfg.batch_size)
+        total = max(1, (len(warm) + int((len(data) - len(warm)) * epochs)) // train_cfg.batch_size)
         if train_cfg.max_steps:
             total = min(total, train_cfg.max_steps)
         model.train()
