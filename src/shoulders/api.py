@@ -9,7 +9,14 @@ from shoulders.modules.io import ModuleFormatError, load_module, read_module_jso
 
 def load(path: str | Path, backbone: FrozenLM | str | None = None, *, dtype: str = "auto", device: str = "auto",
          trust_remote_code: bool = False):
-    """Return (module, backbone). Without `backbone`, load the one recorded in module.json."""
+    """Return (module, backbone). Without `backbone`, load the one recorded in module.json;
+    a module type that reads no backbone (the re-ranker) comes back with None."""
+    if backbone is None:
+        from shoulders.modules.registry import MODULE_TYPES, module_class
+
+        kind = read_module_json(path).get("module_type")
+        if kind in MODULE_TYPES and module_class(kind).capabilities.backbone_free:
+            return load_module(path), None
     if backbone is None or isinstance(backbone, (str, Path)):
         name = backbone
         if name is None:

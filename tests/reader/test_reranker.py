@@ -126,6 +126,7 @@ def test_the_trainer_trains_it_exactly_as_the_plain_loop_did(tiny_bert, tmp_path
     assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), reference.state_dict().values()))
     assert not module.training and (tmp_path / "run" / "history.json").is_file()
     assert not (tmp_path / "run" / "final").exists()  # save_final off: the module is returned in memory
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nor a last-step checkpoint of it
 
 
 def test_shoulders_train_method_reranker(tiny_bert, tmp_path):
@@ -149,6 +150,19 @@ output_dir: {tmp_path / 'run'}
     module = load_module(tmp_path / "run" / "final")
     assert module.module_type == "reranker" and len(module.score("find w1", ["w1 is alpha"])) == 1
     assert json.loads((tmp_path / "run" / "final" / "module.json").read_text())["backbone"] is None
+    from shoulders import load
+
+    loaded, backbone = load(tmp_path / "run" / "final")  # no backbone recorded, none needed
+    assert backbone is None and loaded.module_type == "reranker"
+
+
+def test_a_backbone_free_run_takes_its_device_and_refuses_it_beside_a_backbone(tiny_bert, tmp_path):
+    from shoulders.train import ConfigError, load_config
+
+    data = {"method": "reranker", "module": {"encoder": tiny_bert}, "device": "cpu"}
+    assert load_config(data=data).device == "cpu"
+    with pytest.raises(ConfigError, match="device: for a run with no backbone"):
+        load_config(data={**data, "backbone": {"name_or_path": "x"}})
 
 
 def test_mining_excludes_positives_and_answers():

@@ -5,7 +5,7 @@ from shoulders.cli.common import add_output_args
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a module on a frozen backbone from a YAML config")
+    p = sub.add_parser("train", help="train a module (on a frozen backbone, or a re-ranker on its own) from a YAML config")
     p.add_argument("config", help="YAML config (see configs/ for examples)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=100 --set module.num_virtual_tokens=8")
@@ -25,7 +25,7 @@ def run(args) -> int:
     print_json({
         "output_dir": str(result.output_dir),
         "best": str(result.best_dir) if result.best_dir else None,
-        "final": str(result.final_dir),
+        "final": str(result.final_dir) if result.final_dir else None,
         "best_dev_score": result.best_score,
     })
     return 0

@@ -92,7 +92,8 @@ class MixtureSampler:
         n = self.sizes[name]
         nxt, rng = self._streams.get(name, (0, None))
         if rng is None or epoch < nxt:
-            nxt, rng = 0, random.Random(self.seed + self.names.index(name))
+            i = self.names.index(name)  # task 0 keeps the plain seed: the re-ranker's old order
+            nxt, rng = 0, random.Random(self.seed if i == 0 else f"{self.seed}/{name}")
         while True:
             perm = rng.sample(range(n), n)
             nxt += 1

@@ -110,7 +110,7 @@ def train_reranker(examples: Sequence[Example], config=None, *, steps: int | Non
     total = steps or max(1, math.ceil(len(examples) * epochs / batch_size))
     with tempfile.TemporaryDirectory(prefix="reranker-") as tmp, torch.random.fork_rng():
         train_cfg = load_config(data={
-            "method": "reranker", "module": module.config.model_dump(mode="json"),
+            "method": "reranker", "module": module.config.model_dump(mode="json"), "device": str(module.device),
             "mixture": {"shuffle": "python"},
             "optim": {"lr": lr, "weight_decay": 0.01, "warmup_steps": warmup, "schedule": "warmup_times_linear",
                       "max_grad_norm": max_grad_norm},

@@ -86,14 +86,17 @@ class LoopConfig(StrictModel):
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = at evals only")
     keep_checkpoints: int = Field(2, gt=0)
-    save_final: bool = Field(True, description="write the trained module to output_dir/final at the end (off "
-                             "when the caller keeps the module in memory: a re-ranker's encoder is 90 MB)")
+    save_final: bool = Field(True, description="write the trained module to output_dir/final, and the last step's "
+                             "checkpoint, at the end (off when the caller keeps the module in memory: a "
+                             "re-ranker's encoder is 90 MB)")
 
 
 class TrainConfig(StrictModel):
     method: str = Field(..., description="module type: prompt_tuning | idpt | prefix_tuning | reranker | reader | textual_recursion | neural_recursion | finetune")
     backbone: BackboneConfig | None = Field(None, description="the frozen LM; required unless the method reads "
                                             "none (reranker)")
+    device: str | None = Field(None, description="device of a run with no backbone (reranker): auto | cpu | cuda | "
+                               "cuda:N (None = auto); with a backbone, backbone.device decides")
     module: dict[str, Any] = Field(default_factory=dict, description="the method's own config (validated by it)")
     tasks: list[TaskConfig] = Field(default_factory=list)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
@@ -122,6 +125,8 @@ class TrainConfig(StrictModel):
         if self.backbone is None and not module_class(self.method).capabilities.backbone_free:
             raise ValueError(f"missing key 'backbone': method {self.method} trains on a frozen LM (give "
                              "backbone.name_or_path: a hub id or a local directory)")
+        if self.device is not None and self.backbone is not None:
+            raise ValueError("device: for a run with no backbone; with a backbone, set backbone.device")
         if self.method == "finetune" and self.backbone and self.backbone.fsdp:
             raise ValueError("method finetune trains the backbone's own weights; backbone.fsdp shards a frozen "
                              "backbone only")

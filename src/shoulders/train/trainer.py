@@ -55,7 +55,8 @@ class Trainer:
 
         self.config = config
         bc = config.backbone
-        self.acc = accelerator or Accelerator(cpu=(bc.device if bc else "auto") == "cpu")
+        run_device = bc.device if bc else (config.device or "auto")
+        self.acc = accelerator or Accelerator(cpu=run_device == "cpu")
         if self.acc.distributed_type == DistributedType.FSDP:
             raise ConfigError("an accelerate FSDP config shards the trained module, not the backbone: use a "
                               "multi-GPU (DDP) accelerate config and set backbone.fsdp: true")
@@ -64,7 +65,9 @@ class Trainer:
         cls = type(module) if module is not None else module_class(config.method)
         shard = False
         if cls.capabilities.backbone_free:  # e.g. the re-ranker: its own encoder, no frozen LM to load
-            backbone, device = None, self.acc.device if not bc or bc.device == "auto" else bc.device
+            if bc is not None or backbone is not None:
+                log.warning("%s reads no backbone: the backbone given is not loaded or used", config.method)
+            backbone, device = None, self.acc.device if run_device == "auto" else run_device
         else:
             device = self.acc.device if bc.device == "auto" else bc.device
             shard = bc.fsdp and torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -120,7 +123,9 @@ class Trainer:
         example = self.tasks[0].train[0]
         was_training = self.module.training
         self.module.eval()
-        with torch.no_grad(), torch.random.fork_rng():
+        dev = torch.device(self.acc.device)
+        cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             self.module.loss(self.backbone, [example])
         self.module.train(was_training)
 
@@ -231,7 +236,8 @@ class Trainer:
                                     extra={"step": done, "dev": result})
                     self._write_outputs(history)
                 self.model.train()
-            if evaluating or (t.checkpoint_every and done % t.checkpoint_every == 0):
+            wanted = evaluating or (t.checkpoint_every and done % t.checkpoint_every == 0)
+            if wanted and (t.save_final or done < t.steps):  # save_final off: nothing of the end on disk
                 checkpoint(done)
         bar.close()
         final = self.out / "final" if t.save_final else None
