@@ -13,7 +13,9 @@ OpenMP threads, from `inputs_embeds` = [soft prompt ; token embeddings] as the m
 computes them for an engine that takes prompt embeddings (`module.prompt_embeds`, built
 inside the timer as the server tokenises inside its own), `attention_mask`,
 `max_new_tokens = min_new_tokens = N`, `do_sample=False` and no EOS token, which is what
-`ignore_eos` asks of the server: every request makes exactly N tokens on both sides.
+`ignore_eos` asks of the server: every request makes exactly N tokens on both sides. The
+server runs as it always does: each module's prompt keys and values computed once (prefix
+caching) and requests that arrive together prefilled together (its admission window).
 tokens/s = new tokens / wall time, prefill included; the server's time is measured by the
 client, so it also pays for HTTP, JSON and tokenisation. The contenders of a scenario run
 once per round, in alternating order, after one warm-up round; medians are reported, and
@@ -166,7 +168,9 @@ def vs_generate_markdown(vs: dict) -> list[str]:
         f"torch thread(s) as the server has OpenMP threads. N = {w['new_tokens']} new tokens per request on both "
         f"sides (`ignore_eos` on the server); prompt-tuning modules of {w['prompt']} virtual tokens, inputs of "
         f"~{w['input_tokens']} tokens. tokens/s = new tokens / wall time, prefill included; the server's side is "
-        "measured by its client, so it also pays for HTTP, JSON and tokenisation.", "",
+        "measured by its client, so it also pays for HTTP, JSON and tokenisation. The server computes each "
+        "module's prompt keys and values once (prefix caching, docs/serving.md) and starts requests that arrive "
+        "together in one prefill (`--admit-wait`); `generate` runs the whole [prompt ; input] for every row.", "",
         "| scenario | server tokens/s | transformers `generate` tokens/s | server / generate |",
         "|---|---|---|---|",
         f"| one request alone ({a['requests']} in turn; `generate` at batch 1) | {a['server_tok_s']:,.1f} | "

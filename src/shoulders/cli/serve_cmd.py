@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
                    "which keeps the key out of the process list)")
     p.add_argument("--max-batch", type=int, default=32, help="rows (prompts x n) decoded together")
     p.add_argument("--max-queue", type=int, default=256, help="requests waiting to join the batch; more get 429")
+    p.add_argument("--admit-wait", type=float, default=None,
+                   help="seconds of quiet an idle server waits for more arrivals before it starts them together "
+                        "(default: 0.004; 0 = none)")
     p.add_argument("--max-prompt-tokens", type=int, default=1024, help="per prompt, after the module's template")
     p.add_argument("--max-new-tokens", type=int, default=256, help="largest max_tokens a request may ask for")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request, queue included; then 504")
@@ -59,7 +62,8 @@ def run(args) -> int:
     try:
         settings = ServeSettings(
             modules_dir=Path(args.modules), api_key=args.api_key or os.environ.get("SHOULDERS_API_KEY") or None,
-            max_batch=args.max_batch, max_queue=args.max_queue, max_prompt_tokens=args.max_prompt_tokens,
+            max_batch=args.max_batch, max_queue=args.max_queue,
+            **({} if args.admit_wait is None else {"admit_wait": args.admit_wait}), max_prompt_tokens=args.max_prompt_tokens,
             max_new_tokens=args.max_new_tokens, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
             cors_origins=args.cors_origin, rescan_interval=args.rescan_interval, served_model_names=aliases)
     except ValueError as e:

@@ -34,7 +34,7 @@ class State:
         self.metrics = Metrics()
         self.registry = ModuleRegistry(settings.modules_dir, backbone, settings.served_model_names)
         self.engine = Engine(backbone, max_batch=settings.max_batch, max_queue=settings.max_queue,
-                             metrics=self.metrics)
+                             admit_wait=settings.admit_wait, metrics=self.metrics)
 
     def label(self, name) -> str:
         """A metrics label: the name of a loaded module, else a fixed placeholder."""

@@ -7,6 +7,14 @@ settings; (3) finished and cancelled rows leave; (4) one decode step for everyon
 So requests for different modules share every forward pass, a newcomer waits at most one
 step to join, and a short answer never waits for a long one.
 
+Admission window: when nothing is running, a newcomer is admitted once `admit_wait`
+seconds pass with no further arrival (or the batch is full, or 8 x `admit_wait` have
+passed since the first). Requests sent together arrive a few milliseconds apart (each
+is parsed and tokenised on the HTTP side first); without the window the first one would
+be prefilled alone and decode alone for the many steps the others take to arrive, then
+leave early while the rest run on. Triton's dynamic batcher calls this a queue delay.
+While rows are running nobody waits: newcomers join at the next step.
+
 A `CallJob` (recursion, reader) runs alone between two steps: its module has its own
 inference logic, so it cannot share the batch. With a backbone whose cache cannot be
 padded and merged (sliding-window or recurrent layers, or a family that ignores the
@@ -27,8 +35,14 @@ from shoulders.backbone.stops import cut_at_stop, hits_stop, streamable_prefix
 from shoulders.data.examples import Example
 from shoulders.serving.jobs import CallJob, Choice, CompletionJob, Job, ServingError
 from shoulders.serving.kvbatch import DecodeBatch
+from shoulders.serving.prompt_cache import PromptKVCache
 
 log = logging.getLogger(__name__)
+
+
+# Seconds of quiet before an idle scheduler admits what has arrived (see the module doc):
+# measured in `shoulders bench serve` (docs/serving.md, "Admission window").
+ADMIT_WAIT = 0.004
 
 
 class QueueFull(Exception):
@@ -48,11 +62,13 @@ class _Row:
 
 
 class Engine:
-    def __init__(self, backbone, *, max_batch: int = 32, max_queue: int = 256, metrics=None):
+    def __init__(self, backbone, *, max_batch: int = 32, max_queue: int = 256, admit_wait: float = ADMIT_WAIT,
+                 metrics=None):
         self.lm = backbone
-        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_batch, self.max_queue, self.admit_wait = max_batch, max_queue, admit_wait
         self.metrics = metrics
         self.mergeable = backbone.family.mergeable
+        self.prompt_kv = PromptKVCache(backbone)  # the prompts' keys and values, once per module
         if not self.mergeable:
             log.warning("the %s family's cache cannot be merged: newcomers join only when the batch is empty",
                         backbone.family.name)
@@ -106,6 +122,8 @@ class Engine:
                     self._cond.wait()
                 if self._stopping:
                     break
+                if not self._rows:
+                    self._gather()
                 taken = self._take()
             try:
                 if len(taken) == 1 and isinstance(taken[0], CallJob):
@@ -121,6 +139,20 @@ class Engine:
         self._fail_all(err)
         for job in self._waiting:
             job.sink.put(("error", err))
+
+    def _gather(self) -> None:
+        """The admission window (called holding the lock, nothing running): wait while
+        newcomers keep arriving less than `admit_wait` apart, up to 8 x `admit_wait`, or
+        until the batch would be full or a CallJob (which runs alone anyway) is first."""
+        if self.admit_wait <= 0:
+            return
+        deadline = time.monotonic() + 8 * self.admit_wait
+        while not self._stopping and self._waiting and not isinstance(self._waiting[0], CallJob):
+            if sum(j.rows for j in self._waiting if not j.cancelled) >= self.max_batch:
+                return
+            left = min(self.admit_wait, deadline - time.monotonic())
+            if left <= 0 or not self._cond.wait(left):  # quiet for admit_wait, or out of time
+                return
 
     def _take(self) -> list[Job]:
         """Jobs to admit now (called holding the lock): FIFO, whole jobs only."""
@@ -163,7 +195,8 @@ class Engine:
             self._observe_queue(job)
             try:
                 examples = [Example(input=p, target="") for p in job.prompts]
-                per_row = split_prefix(job.module.prefix(self.lm, examples), len(examples))
+                per_row = self.prompt_kv.rows(job.module, split_prefix(job.module.prefix(self.lm, examples),
+                                                                       len(examples)), job.token_ids)
                 for p, (pre, tok) in enumerate(zip(per_row, job.token_ids)):
                     used = prefix_length(pre) + len(tok)
                     if used == 0:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from shoulders.serving.engine import ADMIT_WAIT
 from shoulders.serving.registry import valid_name
 from shoulders.utils.strict_model import StrictModel
 
@@ -14,6 +15,8 @@ class ServeSettings(StrictModel):
     api_key: str | None = Field(None, description="bearer token for every route but /health; None = open")
     max_batch: int = Field(32, ge=1, description="rows (prompts x n) decoded together")
     max_queue: int = Field(256, ge=1, description="requests waiting to join the batch; more get 429")
+    admit_wait: float = Field(ADMIT_WAIT, ge=0, description="seconds of quiet an idle scheduler waits for more "
+                              "arrivals before it prefills (requests sent together start together); 0 = none")
     max_prompt_tokens: int = Field(1024, ge=1, description="tokens per prompt, after the module's template; "
                                    "longer prompts get 400")
     max_new_tokens: int = Field(256, ge=1, description="the largest max_tokens a request may ask for")
