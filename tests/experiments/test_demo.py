@@ -29,6 +29,16 @@ def fake_part(seed, quick, method, module_seed, measure_overhead, out, small, pr
             "multitask_steps": multitask_steps, "measure_overhead": measure_overhead}
 
 
+def fake_recursion_part(seed, quick, part, seeds, out, backbone, progress):
+    started = time.time()
+    time.sleep(0.1)
+    return {"wall_s": 0.1, "started_at": started, "backbone": backbone, "seeds": seeds}
+
+
+def fake_assemble_recursion(parts, *, seeds, **kwargs):
+    return {"parts": parts, "seeds": seeds}
+
+
 def fake_chance(seed, quick):
     return {"chance": {"seed": seed}}
 
@@ -39,9 +49,11 @@ def fake_assemble(runs, task_names, backbone_path, *, seeds, **kwargs):
 
 @pytest.fixture
 def fakes(monkeypatch):
-    from shoulders.experiments import multitask
+    from shoulders.experiments import multitask, recursion
 
     monkeypatch.setattr(demo, "_backbone_job", fake_backbone)
+    monkeypatch.setattr(demo, "recursion_part_job", fake_recursion_part)
+    monkeypatch.setattr(recursion, "assemble_recursion", fake_assemble_recursion)
     monkeypatch.setattr(demo, "run_section", fake_section)
     monkeypatch.setattr(demo, "multitask_part_job", fake_part)
     monkeypatch.setattr(demo, "_chance", fake_chance)
@@ -63,11 +75,14 @@ def test_experiments_start_when_their_backbones_are_ready(fakes, tmp_path):
     # toy-small alone is enough for these two: they run while toy-large pre-trains
     assert sections["reader"]["started_at"] < large_ready
     assert min(r["started_at"] for r in runs.values()) < large_ready
-    # recursion compares the two backbones: it waits for toy-large and gets both paths ...
-    assert sections["recursion"]["started_at"] >= large_ready
-    assert (sections["recursion"]["small"], sections["recursion"]["large"]) == ("/cache/toy-small", "/cache/toy-large")
-    # ... and, the longest ready job, it goes before multitask runs that were ready earlier
-    assert sections["recursion"]["started_at"] < max(r["started_at"] for r in runs.values())
+    # recursion runs one job per backbone: the small LM's variants start while toy-large
+    # pre-trains, toy-large's single pass waits for it; assembled once both are back ...
+    small, large = sections["recursion"]["parts"]["small"], sections["recursion"]["parts"]["large"]
+    assert small["started_at"] < large_ready <= large["started_at"]
+    assert (small["backbone"], large["backbone"]) == ("/cache/toy-small", "/cache/toy-large")
+    assert sections["recursion"]["wall_s"] == pytest.approx(0.2)
+    # ... and, the longest ready job, toy-large's part goes before multitask runs ready earlier
+    assert large["started_at"] < max(r["started_at"] for r in runs.values())
     assert sections["reader"]["seeds"] == sections["recursion"]["seeds"] == sections["multitask"]["seeds"] == [3, 4]
     assert "backbones_s" in cfg.timings
 

@@ -79,6 +79,7 @@ class LMOutput:
     row_index: Tensor | None  # [N_targets] which row each target token belongs to
     hidden_states: Tensor | None  # [B, L, D] final hidden states (if asked for)
     layout: Layout
+    logits: Tensor | None = None  # [N_targets, V] float32 logits at the positions predicting targets (if asked for)
 
     def row_logprob(self, batch_size: int) -> Tensor:
         """Sum of target-token log-probabilities per row: [B]."""
@@ -420,6 +421,7 @@ class FrozenLM:
         target_ids: Sequence[Sequence[int]] | None = None,
         *,
         return_hidden: bool = False,
+        return_logits: bool = False,
     ) -> LMOutput:
         """Run rows of [prefix ; input ; target] and score the target tokens only.
 
@@ -433,7 +435,7 @@ class FrozenLM:
             raise ValueError(f"{batch} inputs but {len(targets)} targets")
         rows = [list(a) + list(b) for a, b in zip(input_ids, targets)]
         layout = self.layout(prefix, rows, pad_side="right")
-        loss = token_lp = row_index = None
+        loss = token_lp = row_index = logits = None
         n_tgt = [len(t) for t in targets]
         if not sum(n_tgt):
             hidden = self.run(layout)
@@ -453,7 +455,8 @@ class FrozenLM:
             token_lp = -F.cross_entropy(logits, gold, reduction="none")
             loss = -token_lp.mean()
             row_index = row_index.to(logits.device)
-        return LMOutput(loss, token_lp, row_index, hidden if return_hidden else None, layout)
+        return LMOutput(loss, token_lp, row_index, hidden if return_hidden else None, layout,
+                        logits if return_logits else None)
 
     __call__ = forward
 

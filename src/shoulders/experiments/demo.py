@@ -132,11 +132,14 @@ def _backbone_names(cfg: "DemoConfig") -> list[str]:
 # What each experiment needs: multitask and reader run on toy-small alone, so with workers
 # they start as soon as toy-small is ready, while toy-large is still pre-training.
 NEEDS = {"multitask": ("toy-small",), "reader": ("toy-small",), "recursion": ("toy-small", "toy-large")}
+# Recursion runs as two jobs, one per backbone (`recursion.PARTS`): the small LM's variants
+# start with multitask and reader, only the large LM's single pass waits for toy-large.
+PART_NEEDS = {"small": "toy-small", "large": "toy-large"}
 # Minutes each job took in the idle full run (2-core AMD EPYC, bf16; results.json timing):
 # the pool starts the longest ready job first whenever a worker frees up, so no long job is
 # left to run alone at the end. Multitask runs as one job per (method, seed).
-MINUTES = {"reader": 7.6, "recursion": 12.2, "multitask:prompt_tuning": 2.0, "multitask:idpt": 2.7,
-           "multitask:finetune": 1.9, "chance": 0.1}
+MINUTES = {"reader": 7.6, "recursion:small": 8.9, "recursion:large": 3.3, "multitask:prompt_tuning": 2.0,
+           "multitask:idpt": 2.7, "multitask:finetune": 1.9, "chance": 0.1}
 
 
 def _multitask_budget(quick: bool, steps: int | None):
@@ -176,6 +179,22 @@ def multitask_part_job(seed: int, quick: bool, method: str, module_seed: int, me
     run["wall_s"] = time.perf_counter() - start
     run["task_names"] = [t.name for t in data.tasks]
     return json.loads(json.dumps(run, default=str))
+
+
+def recursion_part_job(seed: int, quick: bool, part: str, seeds: list[int], out: str, backbone: str,
+                       progress: bool) -> dict:
+    """One backbone's part of the recursion experiment in a worker process."""
+    import torch
+
+    from shoulders.experiments.recursion import run_recursion_part
+
+    torch.set_num_threads(THREADS)
+    data = _world_data(seed, quick)
+    start = time.perf_counter()
+    result = run_recursion_part(part, data.closedbook, data.corpus, backbone, seeds=seeds, quick=quick,
+                                out_dir=Path(out) / "recursion", progress=progress)
+    result["wall_s"] = time.perf_counter() - start
+    return result
 
 
 def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str | None,
@@ -254,8 +273,11 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
     sections: dict = {}
     chance_info: dict = {}
     parts: dict = {}
+    recursion_parts: dict = {}
     seeds = cfg.module_seeds
-    waiting = [s for s in SECTIONS if s in cfg.sections] + ["chance"]
+    waiting = [s for s in SECTIONS if s in cfg.sections and s != "recursion"] + ["chance"]
+    if "recursion" in cfg.sections:
+        waiting += [f"recursion:{p}" for p in PART_NEEDS]
     ready: list[tuple[str, tuple]] = []  # (MINUTES key, job key) not yet submitted
     with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
         pending = {pool.submit(_backbone_job, cfg.seed, cfg.quick, cfg.cache_dir, n, cfg.progress): ("backbone", n)
@@ -265,6 +287,10 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
             small, large = backbones["toy-small"]["path"], backbones.get("toy-large", {}).get("path")
             if job[0] == "chance":
                 future = pool.submit(_chance, cfg.seed, cfg.quick)
+            elif job[0] == "recursion":
+                part = job[1]
+                future = pool.submit(recursion_part_job, cfg.seed, cfg.quick, part, seeds, str(out),
+                                     backbones[PART_NEEDS[part]]["path"], cfg.progress)
             elif job[0] == "multitask":
                 method, seed = job[1:]
                 future = pool.submit(multitask_part_job, cfg.seed, cfg.quick, method, seed,
@@ -278,10 +304,12 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
         # `waiting` is in the loop condition: when the last backbones come back in one `wait`,
         # nothing is pending or ready yet, and the jobs they unblock are promoted only up here.
         while pending or ready or waiting:
-            for s in [s for s in waiting if all(n in backbones for n in NEEDS.get(s, ("toy-small",)))]:
+            for s in [s for s in waiting if all(n in backbones for n in _needs(s))]:
                 waiting.remove(s)
                 if s == "multitask":
                     ready += [(f"multitask:{m}", ("multitask", m, seed)) for m, seed in multitask_parts(seeds)]
+                elif s.startswith("recursion:"):
+                    ready.append((s, ("recursion", s.split(":")[1])))
                 else:
                     ready.append((s, (s,)))
             if not pending and not ready:
@@ -299,6 +327,8 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
                     chance_info = future.result()
                 elif job[0] == "multitask":
                     parts[job[1:]] = future.result()
+                elif job[0] == "recursion":
+                    recursion_parts[job[1]] = future.result()
                 else:
                     sections[job[0]] = future.result()
             if len(backbones) == len(names) and "backbones_s" not in cfg.timings:
@@ -310,7 +340,20 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
                                      budget=_multitask_budget(cfg.quick, cfg.multitask_steps))
         section["wall_s"] = sum(p["wall_s"] for p in parts.values())  # worker time, summed over the runs
         sections["multitask"] = json.loads(json.dumps(section, default=str))
+    if recursion_parts:
+        from shoulders.experiments.recursion import assemble_recursion
+
+        section = assemble_recursion(recursion_parts, seeds=seeds, quick=cfg.quick, out_dir=out / "recursion")
+        section["wall_s"] = sum(p["wall_s"] for p in recursion_parts.values())  # worker time, summed
+        sections["recursion"] = json.loads(json.dumps(section, default=str))
     return {n: backbones[n] for n in names}, sections, chance_info
+
+
+def _needs(job: str) -> tuple[str, ...]:
+    """The backbones a waiting job needs: a recursion part its own, a section `NEEDS`."""
+    if job.startswith("recursion:"):
+        return (PART_NEEDS[job.split(":")[1]],)
+    return NEEDS.get(job, ("toy-small",))
 
 
 def _rel(path: str | None, out: Path) -> str:

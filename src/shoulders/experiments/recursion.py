@@ -22,6 +22,7 @@ sharing one prefill count as one. gap_closed = (neural - single) / (large - sing
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -200,31 +201,52 @@ def _gap(result: dict, variant: str) -> float | None:
     return (result[variant]["em"] - result["single_pass"]["em"]) / gap if gap > 1e-9 else None
 
 
+PARTS = {"small": tuple(v for v in VARIANTS if v != "single_pass_large"), "large": ("single_pass_large",)}
+
+
 def run_recursion(closedbook: Task, corpus_texts: list[str], small_path: str, large_path: str, *, seeds: list[int],
                   quick: bool, out_dir: Path, progress: bool = True, settings: RecursionSettings | None = None) -> dict:
     """Train and measure every variant on each seed; write the gated sweep PNG
     (recursion_gated.png), a markdown fragment (recursion.md) and recursion.json into
-    out_dir; return the `recursion` section of results.json."""
+    out_dir; return the `recursion` section of results.json. The two parts are
+    independent (every training seeds itself), so the demo runs them in two processes,
+    the small LM's part while the large LM is still pre-training."""
+    kw = dict(seeds=seeds, quick=quick, out_dir=out_dir, progress=progress, settings=settings)
+    parts = {"small": run_recursion_part("small", closedbook, corpus_texts, small_path, **kw),
+             "large": run_recursion_part("large", closedbook, corpus_texts, large_path, **kw)}
+    return assemble_recursion(parts, seeds=seeds, quick=quick, out_dir=out_dir, settings=settings)
+
+
+def run_recursion_part(part: str, closedbook: Task, corpus_texts: list[str], backbone_path: str, *, seeds: list[int],
+                       quick: bool, out_dir: Path, progress: bool = True,
+                       settings: RecursionSettings | None = None) -> dict:
+    """One backbone's share of the experiment (`PARTS`): "small" trains every variant on
+    the small LM, "large" the large LM's single pass. Returns plain JSON: per-seed rows,
+    the learning rates chosen, time, and the gate sweeps ("small")."""
+    if part not in PARTS:
+        raise ValueError(f"recursion part {part!r}: expected one of {sorted(PARTS)}")
     torch.set_num_threads(1)
     settings = settings or (RecursionSettings.quick() if quick else RecursionSettings.full())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    small = FrozenLM.from_pretrained(small_path, dtype="float32", device="cpu")
-    large = FrozenLM.from_pretrained(large_path, dtype="float32", device="cpu")
+    lm = FrozenLM.from_pretrained(backbone_path, dtype="float32", device="cpu")
     test = closedbook.test[: settings.max_test] if settings.max_test else closedbook.test
     mnt = settings.max_new_tokens
-    rows: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    rows: dict[str, list[dict]] = {v: [] for v in PARTS[part]}
     clock, lrs, curves, notes = _Clock(), {}, {}, {}
     for seed in seeds:
         run = out_dir / "runs" / f"seed{seed}"
+        if part == "large":
+            with clock("single_pass_large"):
+                big, _, lrs["large"] = _single_pass(lm, closedbook, settings, seed, run / "large", lrs.get("large"),
+                                                    progress)
+                rows["single_pass_large"].append(summarize(score_single(big, lm, test, mnt)[0], 1.0))
+            continue
+        small = lm
         with clock("single_pass"):
             single, single_dir, lrs["small"] = _single_pass(small, closedbook, settings, seed, run / "single",
                                                             lrs.get("small"), progress)
             rows["single_pass"].append(summarize(score_single(single, small, test, mnt)[0], 1.0))
-        with clock("single_pass_large"):
-            big, _, lrs["large"] = _single_pass(large, closedbook, settings, seed, run / "large", lrs.get("large"),
-                                                progress)
-            rows["single_pass_large"].append(summarize(score_single(big, large, test, mnt)[0], 1.0))
         with clock("textual"):
             rows["textual"].append(_textual(small, closedbook, test, settings, seed, single_dir, run / "textual",
                                             progress, lrs["small"]))
@@ -244,11 +266,27 @@ def run_recursion(closedbook: Task, corpus_texts: list[str], small_path: str, la
             curves[f"seed {seed}"] = gate_sweep(first.confidence, first.correct, scored.correct)
             gated, passes = score_gated(scored, first, threshold)
             rows["gated"].append({**summarize(gated, passes), "threshold": threshold})
+    return json.loads(json.dumps({"part": part, "rows": rows, "lrs": lrs, "time": clock.spent, "curves": curves,
+                                  "notes": notes}, default=str))
+
+
+def assemble_recursion(parts: dict[str, dict], *, seeds: list[int], quick: bool, out_dir: Path,
+                       settings: RecursionSettings | None = None) -> dict:
+    """The `recursion` section from its two parts: means over seeds, the gap closed, the
+    figure, recursion.md and recursion.json."""
+    settings = settings or (RecursionSettings.quick() if quick else RecursionSettings.full())
+    out_dir = Path(out_dir)
+    rows = {v: parts[p]["rows"][v] for p in PARTS for v in PARTS[p]}
+    spent = {**parts["small"]["time"], **parts["large"]["time"]}
+    lrs = {**parts["small"]["lrs"], **parts["large"]["lrs"]}
+    curves = parts["small"]["curves"]
     result = {v: _mean_std(rows[v]) for v in VARIANTS}
     result["gated"]["thresholds"] = [r["threshold"] for r in rows["gated"]]
     result["gap_closed"] = _gap(result, "neural")
-    result.update(gap_closed_textual=_gap(result, "textual"), seeds=list(seeds), per_seed=rows, time=clock.spent,
-                  settings={**settings.model_dump(), "single_pass_lr": lrs}, notes=notes)
+    result.update(gap_closed_textual=_gap(result, "textual"), seeds=list(seeds), per_seed=rows,
+                  time={v: spent[v] for v in VARIANTS if v in spent},
+                  settings={**settings.model_dump(), "single_pass_lr": {k: lrs[k] for k in ("small", "large")}},
+                  notes=parts["small"]["notes"])
     figure = out_dir / "recursion_gated.png"
     plot_gate_sweep(curves, figure, references={
         "single pass (small)": (1.0, result["single_pass"]["em"]), "neural recursion": (2.0, result["neural"]["em"]),

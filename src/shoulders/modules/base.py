@@ -249,27 +249,38 @@ class SoftPromptModule(SoftModule):
         return backbone(prefix, ids, targets).loss
 
     def choice_logprobs(self, backbone, examples: Sequence[Example]) -> list[list[float]]:
-        """Log-likelihood of each choice (sum over its tokens, EOS excluded), T0-style."""
-        prefix = self.prefix(backbone, examples)
-        ids = self.encode_inputs(backbone, examples)
-        rows_prefix, rows_ids, rows_tgt, owner = [], [], [], []
+        """Log-likelihood of each choice (sum over its tokens, EOS excluded), T0-style.
+
+        An example whose choices are all one token each is one row: every choice's log-prob
+        is read from the distribution at its input's last position (what lm-eval-harness
+        does for one-token continuations). Other examples get a row per choice."""
         from shoulders.backbone.layout import split_prefix
 
+        prefix = self.prefix(backbone, examples)
+        ids = self.encode_inputs(backbone, examples)
         per_row = split_prefix(prefix, len(examples))
-        for i, ex in enumerate(examples):
-            tgt = backbone.encode([self.config.text.target_prefix + c for c in ex.choices], add_special_tokens=False)
+        choice_ids = [backbone.encode([self.config.text.target_prefix + c for c in ex.choices],
+                                      add_special_tokens=False) for ex in examples]
+        for i, tgt in enumerate(choice_ids):
             ids[i] = fit_to_window(backbone, [per_row[i]], [ids[i]], [max(map(len, tgt))])[0]
-            for t in tgt:
-                rows_prefix.append(per_row[i])
-                rows_ids.append(ids[i])
-                rows_tgt.append(t)
-                owner.append(i)
-        same = all(p is rows_prefix[0] for p in rows_prefix)
-        out = backbone(rows_prefix[0] if same else rows_prefix, rows_ids, rows_tgt)
-        lp = out.row_logprob(len(rows_ids)).tolist()
         result: list[list[float]] = [[] for _ in examples]
-        for i, v in zip(owner, lp):
-            result[i].append(v)
+
+        def run(owner: list[int], targets: list[list[int]], **kw):  # row r: example owner[r], targets[r]
+            prefixes = [per_row[i] for i in owner]
+            same = all(p is prefixes[0] for p in prefixes)
+            return backbone(prefixes[0] if same else prefixes, [ids[i] for i in owner], targets, **kw)
+
+        single = [i for i, tgt in enumerate(choice_ids) if all(len(t) == 1 for t in tgt)]
+        if single:
+            logprobs = run(single, [choice_ids[i][0] for i in single], return_logits=True).logits.log_softmax(-1)
+            for r, i in enumerate(single):
+                result[i] = logprobs[r, [t[0] for t in choice_ids[i]]].tolist()
+        multi = [i for i in range(len(examples)) if i not in set(single)]
+        owner = [i for i in multi for _ in choice_ids[i]]
+        if owner:
+            lp = run(owner, [t for i in multi for t in choice_ids[i]]).row_logprob(len(owner)).tolist()
+            for i, v in zip(owner, lp):
+                result[i].append(v)
         return result
 
     def generate(
