@@ -16,7 +16,7 @@ def fake_backbone(seed, quick, cache_dir, name, progress):
     return {"path": f"/cache/{name}", "ready_at": time.time()}
 
 
-def fake_section(name, seed, quick, seeds, out, small, large, progress, multitask_steps=None):
+def fake_section(name, seed, quick, seeds, out, small, large, progress, multitask_steps=None, ablations=False):
     started = time.time()
     time.sleep(0.1)
     return {"wall_s": 0.1, "started_at": started, "small": small, "large": large, "seeds": seeds}
@@ -29,14 +29,14 @@ def fake_part(seed, quick, method, module_seed, measure_overhead, out, small, pr
             "multitask_steps": multitask_steps, "measure_overhead": measure_overhead}
 
 
-def fake_recursion_part(seed, quick, part, seeds, out, backbone, progress):
+def fake_recursion_part(seed, quick, part, seeds, out, backbone, progress, ablations=False):
     started = time.time()
     time.sleep(0.1)
-    return {"wall_s": 0.1, "started_at": started, "backbone": backbone, "seeds": seeds}
+    return {"wall_s": 0.1, "started_at": started, "backbone": backbone, "seeds": seeds, "ablations": ablations}
 
 
-def fake_assemble_recursion(parts, *, seeds, **kwargs):
-    return {"parts": parts, "seeds": seeds}
+def fake_assemble_recursion(parts, *, seeds, settings=None, **kwargs):
+    return {"parts": parts, "seeds": seeds, "ablation": settings.ablation}
 
 
 def fake_chance(seed, quick):
@@ -99,6 +99,15 @@ def test_multitask_steps_reach_the_workers(fakes, tmp_path):
                           seeds=1)
     _, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
     assert {r["multitask_steps"] for r in sections["multitask"]["runs"].values()} == {960}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
+@pytest.mark.parametrize("ablations", [False, True])
+def test_ablations_reach_the_recursion_workers(fakes, tmp_path, ablations):
+    cfg = demo.DemoConfig(out=tmp_path, sections=("recursion",), jobs=2, progress=False, seeds=1, ablations=ablations)
+    _, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    section = sections["recursion"]
+    assert {p["ablations"] for p in section["parts"].values()} == {ablations} and section["ablation"] is ablations
 
 
 @pytest.mark.parametrize("quick", [False, True])

@@ -18,7 +18,8 @@ def _task():
 def test_run_recursion_tiny(tiny_dirs, tmp_path):
     settings = RecursionSettings(steps=2, single_steps=2, batch_size=2, lr_grid=(0.1,), pretrain_steps=2,
                                  pretrain_batch=2, candidates=2, eval_every=2, max_new_tokens=3, prompt_tokens=2, cross_fit=2,
-                                 neural={"connector": {"kind": "transformer", "layers": 1}, "pass1_loss_weight": 1.0})
+                                 neural={"connector": {"kind": "transformer", "layers": 1}, "pass1_loss_weight": 1.0},
+                                 ablation=True)
     texts = ["the cat was born in paris", "a dog is happy in rome"] * 3
     result = run_recursion(_task(), texts, str(tiny_dirs["llama"]), str(tiny_dirs["gpt2"]), seeds=[0, 1], quick=True,
                            out_dir=tmp_path, progress=False, settings=settings)
@@ -39,3 +40,14 @@ def test_run_recursion_tiny(tiny_dirs, tmp_path):
     assert (tmp_path / "recursion_gated.png").stat().st_size > 1000
     md = (tmp_path / "recursion.md").read_text()
     assert "| neural recursion, small x2 |" in md and "recursion_gated.png" in md
+    assert "| neural, no Connector LM pre-training |" in md
+
+
+def test_the_ablation_runs_only_when_asked(tiny_dirs, tmp_path):
+    settings = RecursionSettings(steps=1, single_steps=1, batch_size=2, lr_grid=(0.1,), pretrain_steps=1,
+                                 pretrain_batch=2, candidates=2, eval_every=1, max_new_tokens=2, prompt_tokens=2)
+    result = run_recursion(_task(), ["the cat was born in paris"] * 4, str(tiny_dirs["llama"]), str(tiny_dirs["gpt2"]),
+                           seeds=[0], quick=True, out_dir=tmp_path, progress=False, settings=settings)
+    assert "neural_no_lm_pretrain" not in result and "neural_no_lm_pretrain" not in result["per_seed"]
+    assert not (tmp_path / "runs" / "seed0" / "neural_no_lm_pretrain").exists()
+    assert "no Connector LM pre-training" not in (tmp_path / "recursion.md").read_text()

@@ -29,6 +29,17 @@ def test_only_prompts_and_connector_get_gradients(lm, examples):
 
 
 @pytest.mark.parametrize("kind", ["mlp", "transformer"])
+def test_connector_weights_come_from_its_seed_not_from_what_ran_before(lm, kind):
+    def weights(seed, noise):
+        torch.manual_seed(noise)  # the global RNG in any state: the build must not depend on it
+        module = _module(lm, connector={"kind": kind, "layers": 2, "seed": seed})
+        return torch.cat([p.detach().flatten() for p in module.connector.parameters()])
+
+    assert torch.equal(weights(3, 0), weights(3, 1))
+    assert not torch.equal(weights(3, 0), weights(4, 0))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
 def test_connector_starts_as_rescaled_identity(lm, kind):
     module = _module(lm, connector={"kind": kind, "layers": 2})
     h = torch.randn(2, 5, lm.hidden_size) * 7.0

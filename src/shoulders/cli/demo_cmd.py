@@ -1,4 +1,5 @@
-"""shoulders demo [--quick] [--seed N] [--out DIR] [--seeds K] [--only SECTION ...] [--jobs J] [--multitask-steps N]"""
+"""shoulders demo [--quick] [--seed N] [--out DIR] [--seeds K] [--only SECTION ...] [--jobs J] [--multitask-steps N]
+[--ablations]"""
 from __future__ import annotations
 
 from shoulders.cli.common import add_output_args
@@ -21,6 +22,8 @@ def add_parser(sub) -> None:
                    "else ~/.cache/shoulders/toyworld)")
     p.add_argument("--multitask-steps", type=int, default=None, metavar="N",
                    help="optimizer steps of every multi-task method (default: 480, --quick: 60)")
+    p.add_argument("--ablations", action="store_true",
+                   help="also run the ablations (recursion without the Connector's LM pre-training; ~2 more minutes)")
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -42,7 +45,7 @@ def run(args) -> int:
         raise UserError(f"--only: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
     cfg = DemoConfig(seed=args.seed, quick=args.quick, out=Path(args.out), seeds=args.seeds,
                      sections=tuple(args.only) if args.only else SECTIONS, jobs=args.jobs, cache_dir=args.cache_dir,
-                     multitask_steps=args.multitask_steps, progress=not args.no_progress)
+                     multitask_steps=args.multitask_steps, ablations=args.ablations, progress=not args.no_progress)
     results = run_demo(cfg)
     print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'} and plots "
           f"in {results['timing']['total_s'] / 60:.1f} min")

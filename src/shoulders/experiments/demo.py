@@ -50,6 +50,8 @@ class DemoConfig(StrictModel):
                                   "~/.cache/shoulders)")
     multitask_steps: int | None = Field(None, ge=1, description="every method's optimizer steps in multitask "
                                         "(default: the budget's)")
+    ablations: bool = Field(False, description="also run the ablations (recursion: neural recursion without the "
+                            "Connector's LM pre-training), outside the 30-minute budget")
     progress: bool = Field(True, description="show progress bars")
     timings: dict[str, float] = Field(default_factory=dict, description="filled in by run_demo: seconds each "
                                       "stage took (backbones_s, <section>_s, total_s)")
@@ -138,7 +140,7 @@ PART_NEEDS = {"small": "toy-small", "large": "toy-large"}
 # Minutes each job took in the idle full run (2-core AMD EPYC, bf16; results.json timing):
 # the pool starts the longest ready job first whenever a worker frees up, so no long job is
 # left to run alone at the end. Multitask runs as one job per (method, seed).
-MINUTES = {"reader": 7.6, "recursion:small": 8.9, "recursion:large": 3.3, "multitask:prompt_tuning": 2.0,
+MINUTES = {"reader": 7.6, "recursion:small": 6.5, "recursion:large": 3.3, "multitask:prompt_tuning": 2.0,
            "multitask:idpt": 2.7, "multitask:finetune": 1.9, "chance": 0.1}
 
 
@@ -181,8 +183,15 @@ def multitask_part_job(seed: int, quick: bool, method: str, module_seed: int, me
     return json.loads(json.dumps(run, default=str))
 
 
+def _recursion_settings(quick: bool, ablations: bool):
+    from shoulders.experiments.recursion import RecursionSettings
+
+    base = RecursionSettings.quick() if quick else RecursionSettings.full()
+    return base.model_copy(update={"ablation": ablations})
+
+
 def recursion_part_job(seed: int, quick: bool, part: str, seeds: list[int], out: str, backbone: str,
-                       progress: bool) -> dict:
+                       progress: bool, ablations: bool = False) -> dict:
     """One backbone's part of the recursion experiment in a worker process."""
     import torch
 
@@ -192,13 +201,14 @@ def recursion_part_job(seed: int, quick: bool, part: str, seeds: list[int], out:
     data = _world_data(seed, quick)
     start = time.perf_counter()
     result = run_recursion_part(part, data.closedbook, data.corpus, backbone, seeds=seeds, quick=quick,
-                                out_dir=Path(out) / "recursion", progress=progress)
+                                out_dir=Path(out) / "recursion", progress=progress,
+                                settings=_recursion_settings(quick, ablations))
     result["wall_s"] = time.perf_counter() - start
     return result
 
 
 def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, small: str, large: str | None,
-                progress: bool, multitask_steps: int | None = None) -> dict:
+                progress: bool, multitask_steps: int | None = None, ablations: bool = False) -> dict:
     """One experiment; a top-level function so a worker process can run it.
     `multitask_steps` replaces the multitask budget's step count (the other fields stay)."""
     import torch
@@ -221,7 +231,8 @@ def run_section(name: str, seed: int, quick: bool, seeds: list[int], out: str, s
         from shoulders.experiments.recursion import run_recursion
 
         section = run_recursion(data.closedbook, data.corpus, small, large, seeds=seeds, quick=quick,
-                                out_dir=Path(out) / "recursion", progress=progress)
+                                out_dir=Path(out) / "recursion", progress=progress,
+                                settings=_recursion_settings(quick, ablations))
     else:
         raise ValueError(f"unknown demo section {name!r}: expected one of {SECTIONS}")
     section["wall_s"] = time.perf_counter() - start
@@ -243,7 +254,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         cfg.timings["backbones_s"] = time.perf_counter() - t0
         small, large = backbones["toy-small"]["path"], backbones["toy-large"]["path"]
         sections = {s: run_section(s, cfg.seed, cfg.quick, cfg.module_seeds, str(out), small, large, cfg.progress,
-                                   cfg.multitask_steps)
+                                   cfg.multitask_steps, cfg.ablations)
                     for s in cfg.sections}
     results["backbones"] = backbones
     results.update(chance_info if cfg.jobs > 1 else _chance(cfg.seed, cfg.quick))
@@ -290,7 +301,7 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
             elif job[0] == "recursion":
                 part = job[1]
                 future = pool.submit(recursion_part_job, cfg.seed, cfg.quick, part, seeds, str(out),
-                                     backbones[PART_NEEDS[part]]["path"], cfg.progress)
+                                     backbones[PART_NEEDS[part]]["path"], cfg.progress, cfg.ablations)
             elif job[0] == "multitask":
                 method, seed = job[1:]
                 future = pool.submit(multitask_part_job, cfg.seed, cfg.quick, method, seed,
@@ -343,7 +354,8 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
     if recursion_parts:
         from shoulders.experiments.recursion import assemble_recursion
 
-        section = assemble_recursion(recursion_parts, seeds=seeds, quick=cfg.quick, out_dir=out / "recursion")
+        section = assemble_recursion(recursion_parts, seeds=seeds, quick=cfg.quick, out_dir=out / "recursion",
+                                     settings=_recursion_settings(cfg.quick, cfg.ablations))
         section["wall_s"] = sum(p["wall_s"] for p in recursion_parts.values())  # worker time, summed
         sections["recursion"] = json.loads(json.dumps(section, default=str))
     return {n: backbones[n] for n in names}, sections, chance_info

@@ -11,8 +11,9 @@ the test split (EM %, mean and std over seeds):
 - textual: stage 1 *is* the single-pass module; stage 2 trains prompt2 (started as a
   copy of prompt1) on candidates sampled from pass 1 on the training questions;
 - neural / neural_no_lm_pretrain: prompt1 and prompt2 start from the single-pass
-  prompt; the Connector is (or is not) pre-trained on the corpus first; then end to end
-  with pass 1's own answer loss beside pass 2's (so pass 1 can still answer alone);
+  prompt; the Connector is (or, in the ablation, which runs only with
+  `settings.ablation`, is not) pre-trained on the corpus first; then end to end with
+  pass 1's own answer loss beside pass 2's (so pass 1 can still answer alone);
 - gated: that neural module, recursing only below a pass-1 confidence threshold that
   is chosen on dev (the cheapest within `gate_tolerance` EM points of the best).
 
@@ -82,6 +83,8 @@ class RecursionSettings(StrictModel):
                                  "all")
     gate_tolerance: float = Field(1.0, ge=0, description="gated: cheapest threshold within this many dev EM "
                                   "points of the best")
+    ablation: bool = Field(False, description="also train neural_no_lm_pretrain (neural recursion without the "
+                           "Connector's LM pre-training): about a fifth more of the experiment's time")
 
     @classmethod
     def full(cls) -> "RecursionSettings":
@@ -180,7 +183,8 @@ def _textual(small, task, test, settings, seed, single_dir, run, progress, lr: f
 
 
 def _neural(small, task, settings, seed, single_dir, run, corpus_texts, pretrain: bool, progress, notes):
-    cfg = {**settings.neural, "init_from": str(single_dir), "text": {"template": settings.template},
+    cfg = {**settings.neural, "connector": {**settings.neural.get("connector", {}), "seed": seed},
+           "init_from": str(single_dir), "text": {"template": settings.template},
            "pass1": {"num_virtual_tokens": settings.prompt_tokens},
            "pass2": {"num_virtual_tokens": settings.prompt_tokens, "seed": seed + 1}}
     module = NeuralRecursion.build(NeuralRecursionConfig(**cfg), small)
@@ -250,10 +254,11 @@ def run_recursion_part(part: str, closedbook: Task, corpus_texts: list[str], bac
         with clock("textual"):
             rows["textual"].append(_textual(small, closedbook, test, settings, seed, single_dir, run / "textual",
                                             progress, lrs["small"]))
-        with clock("neural_no_lm_pretrain"):
-            module = _neural(small, closedbook, settings, seed, single_dir, run / "neural_no_lm_pretrain",
-                             corpus_texts, False, progress, notes)
-            rows["neural_no_lm_pretrain"].append(summarize(score_neural(module, small, test, mnt)[0], 2.0))
+        if settings.ablation:
+            with clock("neural_no_lm_pretrain"):
+                module = _neural(small, closedbook, settings, seed, single_dir, run / "neural_no_lm_pretrain",
+                                 corpus_texts, False, progress, notes)
+                rows["neural_no_lm_pretrain"].append(summarize(score_neural(module, small, test, mnt)[0], 2.0))
         with clock("neural"):
             module = _neural(small, closedbook, settings, seed, single_dir, run / "neural", corpus_texts, True,
                              progress, notes)
@@ -280,7 +285,8 @@ def assemble_recursion(parts: dict[str, dict], *, seeds: list[int], quick: bool,
     spent = {**parts["small"]["time"], **parts["large"]["time"]}
     lrs = {**parts["small"]["lrs"], **parts["large"]["lrs"]}
     curves = parts["small"]["curves"]
-    result = {v: _mean_std(rows[v]) for v in VARIANTS}
+    rows = {v: r for v, r in rows.items() if r}  # the ablation only when asked for
+    result = {v: _mean_std(rows[v]) for v in VARIANTS if v in rows}
     result["gated"]["thresholds"] = [r["threshold"] for r in rows["gated"]]
     result["gap_closed"] = _gap(result, "neural")
     result.update(gap_closed_textual=_gap(result, "textual"), seeds=list(seeds), per_seed=rows,
@@ -308,6 +314,8 @@ def markdown(result: dict, figure: str) -> str:
              f"Closed-book QA, test EM (%), mean ± std over seeds {result['seeds']}.", "",
              "| variant | EM | 1-hop | 2-hop | forward passes | MFLOPs / question |", "|---|---|---|---|---|---|"]
     for key, label in names.items():
+        if key not in result:
+            continue
         r = result[key]
         lines.append(f"| {label} | {r['em']:.1f} ± {r['em_std']:.1f} | {r['em_1hop']:.1f} | {r['em_2hop']:.1f} | "
                      f"{r['forward_passes']:.2f} | {r['flops_per_question'] / 1e6:.1f} |")

@@ -25,6 +25,7 @@ class ConnectorConfig(StrictModel):
     layers: int = Field(1, ge=0, description="residual blocks; 0 = the normalised, rescaled identity only")
     hidden_mult: int = Field(2, gt=0, description="MLP width as a multiple of the backbone's hidden size")
     heads: int = Field(4, gt=0, description="attention heads per transformer block (must divide the hidden size)")
+    seed: int = Field(0, description="seeds the initial weights of a newly built Connector")
 
 
 class MLPBlock(nn.Module):

@@ -68,6 +68,10 @@ class NeuralRecursion(TwoPassModule):
 
     def init_fresh(self, backbone) -> None:
         super().init_fresh(backbone)
+        with torch.random.fork_rng(devices=[]):  # drawn from connector.seed, not from whatever ran before
+            torch.manual_seed(self.config.connector.seed)
+            fresh = Connector(self.config.connector, self.connector.gain.shape[0])
+        self.connector.load_state_dict(fresh.state_dict())
         with torch.no_grad():
             self.connector.gain.fill_(embedding_rms(backbone))
 
