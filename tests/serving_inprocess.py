@@ -10,6 +10,17 @@ from __future__ import annotations
 import asyncio
 
 
+def greedy(batch, steps: int) -> list[list[int]]:
+    """`steps` greedy tokens for every row of a `DecodeBatch` (no row leaves)."""
+    out = [[] for _ in range(len(batch))]
+    for _ in range(steps):
+        nxt = batch.logits.argmax(-1)
+        for i, t in enumerate(nxt.tolist()):
+            out[i].append(t)
+        batch.step(nxt)
+    return out
+
+
 def serve_staggered(lm, reqs, *, max_batch: int, max_queue: int) -> list[tuple[tuple, object]]:
     """`reqs`: (module, prompt, max_tokens, delay in seconds) each. Returns, per request in
     order, the job's last event (`("done", [generation])` or `("error", ...)`) and the

@@ -12,17 +12,7 @@ from shoulders.backbone.stops import streamable_prefix
 from shoulders.prompts import PromptTuning, PromptTuningConfig
 from shoulders.serving.kvbatch import DecodeBatch
 from shoulders.serving.registry import valid_name
-from tests.serving_inprocess import serve_staggered
-
-
-def _greedy(batch: DecodeBatch, steps: int) -> list[list[int]]:
-    out = [[] for _ in range(len(batch))]
-    for _ in range(steps):
-        nxt = batch.logits.argmax(-1)
-        for i, t in enumerate(nxt.tolist()):
-            out[i].append(t)
-        batch.step(nxt)
-    return out
+from tests.serving_inprocess import greedy, serve_staggered
 
 
 def test_rows_joining_and_leaving_decode_like_alone(lm):
@@ -60,7 +50,7 @@ def test_prefill_repeats_share_one_prefill(lm):
     ids = lm.encode(["the cat", "red"])
     batch = DecodeBatch.prefill(lm, [None, None], ids, repeats=[2, 3])
     assert len(batch) == 5
-    toks = _greedy(batch, 4)
+    toks = greedy(batch, 4)
     assert toks[0] == toks[1] and toks[2] == toks[3] == toks[4]
 
 

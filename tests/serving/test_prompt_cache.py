@@ -12,20 +12,11 @@ from shoulders.prompts import PromptTuning, PromptTuningConfig
 from shoulders.serving import prompt_cache
 from shoulders.serving.kvbatch import DecodeBatch
 from shoulders.serving.prompt_cache import PromptKVCache
+from tests.serving_inprocess import greedy
 
 
 def _module(lm, k: int = 6, seed: int = 3) -> PromptTuning:
     return PromptTuning.build(PromptTuningConfig(num_virtual_tokens=k, init="random", seed=seed), lm)
-
-
-def _greedy(batch: DecodeBatch, steps: int) -> list[list[int]]:
-    out = [[] for _ in range(len(batch))]
-    for _ in range(steps):
-        nxt = batch.logits.argmax(-1)
-        for i, t in enumerate(nxt.tolist()):
-            out[i].append(t)
-        batch.step(nxt)
-    return out
 
 
 def test_cached_prompt_keys_decode_like_the_soft_prompt(lm):
@@ -41,7 +32,7 @@ def test_cached_prompt_keys_decode_like_the_soft_prompt(lm):
     with torch.no_grad():
         a, b = DecodeBatch.prefill(lm, soft, ids), DecodeBatch.prefill(lm, cached, ids)
         torch.testing.assert_close(b.logits, a.logits, atol=1e-5, rtol=1e-5)
-        assert _greedy(b, 8) == _greedy(a, 8)
+        assert greedy(b, 8) == greedy(a, 8)
 
 
 def test_computed_once_per_module_and_again_when_the_prompt_changes(lm):

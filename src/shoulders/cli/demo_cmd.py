@@ -9,8 +9,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the embedded default end to end: world, toy backbones, the paper's experiments",
                        description="Build the toy world, pre-train (or reuse) toy-small and toy-large, run the "
                        "multi-task, frozen-reader and recursion experiments, and write report.md, results.json "
-                       "and PNG plots. Offline; about 30 minutes on 2 idle CPU cores with bf16 units, 50 without, "
-                       "first-time pre-training included (--quick: about 3).")
+                       "and PNG plots. Offline; 30-45 minutes on 2 idle CPU cores with bf16 units, more without, "
+                       "first-time pre-training included (--quick: about 4).")
     p.add_argument("--quick", action="store_true", help="smaller world, short runs, one module seed")
     p.add_argument("--seed", type=int, default=0, help="world seed (module seeds are seed, seed+1, ...)")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

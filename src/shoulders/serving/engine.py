@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 # Seconds of quiet before an idle scheduler admits what has arrived (see the module doc):
-# measured in `shoulders bench serve` (docs/serving.md, "Admission window").
+# measured with `shoulders bench serve` (docs/serving.md, "How the batching works").
 ADMIT_WAIT = 0.004
 
 
