@@ -102,6 +102,16 @@ def test_multitask_steps_reach_the_workers(fakes, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
+def test_toy_large_ready_first_starts_its_recursion_part_alone(fakes, tmp_path, monkeypatch):
+    monkeypatch.setitem(DELAY, "toy-small", 1.0)
+    monkeypatch.setitem(DELAY, "toy-large", 0.2)
+    cfg = demo.DemoConfig(out=tmp_path, sections=("recursion",), jobs=2, progress=False, seeds=1)
+    backbones, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    parts = sections["recursion"]["parts"]
+    assert parts["large"]["started_at"] < backbones["toy-small"]["ready_at"] <= parts["small"]["started_at"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
 @pytest.mark.parametrize("ablations", [False, True])
 def test_ablations_reach_the_recursion_workers(fakes, tmp_path, ablations):
     cfg = demo.DemoConfig(out=tmp_path, sections=("recursion",), jobs=2, progress=False, seeds=1, ablations=ablations)

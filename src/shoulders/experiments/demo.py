@@ -295,7 +295,9 @@ def _run_pool(cfg: DemoConfig, names: list[str], out: Path, t0: float) -> tuple[
                    for n in names}
 
         def submit(job: tuple) -> None:
-            small, large = backbones["toy-small"]["path"], backbones.get("toy-large", {}).get("path")
+            # only what the job needs is ready: toy-large's recursion part may start before toy-small is
+            small = backbones.get("toy-small", {}).get("path")
+            large = backbones.get("toy-large", {}).get("path")
             if job[0] == "chance":
                 future = pool.submit(_chance, cfg.seed, cfg.quick)
             elif job[0] == "recursion":
