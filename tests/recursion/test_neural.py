@@ -37,6 +37,11 @@ def test_connector_weights_come_from_its_seed_not_from_what_ran_before(lm, kind)
 
     assert torch.equal(weights(3, 0), weights(3, 1))
     assert not torch.equal(weights(3, 0), weights(4, 0))
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    _module(lm, connector={"kind": kind, "layers": 2})
+    assert torch.equal(torch.rand(3), before)  # and it leaves the caller's RNG where it was
 
 
 @pytest.mark.parametrize("kind", ["mlp", "transformer"])

@@ -59,11 +59,11 @@ def run(args) -> int:
         if name in aliases:
             raise UserError(f"--served-model-name {name!r} given twice")
         aliases[name] = module if eq else None  # a bare NAME: the backbone itself
+    optional = {} if args.admit_wait is None else {"admit_wait": args.admit_wait}  # else the settings' default
     try:
         settings = ServeSettings(
             modules_dir=Path(args.modules), api_key=args.api_key or os.environ.get("SHOULDERS_API_KEY") or None,
-            max_batch=args.max_batch, max_queue=args.max_queue,
-            **({} if args.admit_wait is None else {"admit_wait": args.admit_wait}), max_prompt_tokens=args.max_prompt_tokens,
+            max_batch=args.max_batch, max_queue=args.max_queue, **optional, max_prompt_tokens=args.max_prompt_tokens,
             max_new_tokens=args.max_new_tokens, timeout=args.timeout, max_body_bytes=args.max_body_bytes,
             cors_origins=args.cors_origin, rescan_interval=args.rescan_interval, served_model_names=aliases)
     except ValueError as e:

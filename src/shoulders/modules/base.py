@@ -271,11 +271,12 @@ class SoftPromptModule(SoftModule):
             return backbone(prefixes[0] if same else prefixes, [ids[i] for i in owner], targets, **kw)
 
         single = [i for i, tgt in enumerate(choice_ids) if all(len(t) == 1 for t in tgt)]
+        one_token = set(single)
         if single:
             logprobs = run(single, [choice_ids[i][0] for i in single], return_logits=True).logits.log_softmax(-1)
             for r, i in enumerate(single):
                 result[i] = logprobs[r, [t[0] for t in choice_ids[i]]].tolist()
-        multi = [i for i in range(len(examples)) if i not in set(single)]
+        multi = [i for i in range(len(examples)) if i not in one_token]
         owner = [i for i in multi for _ in choice_ids[i]]
         if owner:
             lp = run(owner, [t for i in multi for t in choice_ids[i]]).row_logprob(len(owner)).tolist()

@@ -55,7 +55,9 @@ class NeuralRecursion(TwoPassModule):
 
     def __init__(self, config: NeuralRecursionConfig, hidden_size: int):
         super().__init__(config, hidden_size)
-        self.connector = Connector(config.connector, hidden_size)
+        with torch.random.fork_rng(devices=[]):  # drawn from connector.seed, not from whatever ran before
+            torch.manual_seed(config.connector.seed)
+            self.connector = Connector(config.connector, hidden_size)
 
     def stages(self) -> dict:
         """`lm_pretrain` (when it has steps and texts): the Connector's pre-training, which the
@@ -68,10 +70,6 @@ class NeuralRecursion(TwoPassModule):
 
     def init_fresh(self, backbone) -> None:
         super().init_fresh(backbone)
-        with torch.random.fork_rng(devices=[]):  # drawn from connector.seed, not from whatever ran before
-            torch.manual_seed(self.config.connector.seed)
-            fresh = Connector(self.config.connector, self.connector.gain.shape[0])
-        self.connector.load_state_dict(fresh.state_dict())
         with torch.no_grad():
             self.connector.gain.fill_(embedding_rms(backbone))
 
