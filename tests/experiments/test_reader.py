@@ -1,6 +1,7 @@
 """The reader experiment end to end at a toy size: every configuration, the result's shape,
 the PNG, the markdown fragment and the saved reader `shoulders ask` uses (learning is not
 checked here; the demo's numbers are)."""
+import json
 import math
 
 from shoulders.experiments.reader import CONFIGS, ReaderSettings, run_reader
@@ -19,7 +20,7 @@ def _odqa() -> OdqaSet:
                                       {"in_corpus": i % 2 == 0}))
         questions.append(OdqaQuestion(f"c{i}", f"Which color does {name} like?", [color], [f"p{2 * i + 1}"],
                                       {"in_corpus": True}))
-    return OdqaSet(passages, train=questions[:8], dev=[], test=questions[8:])
+    return OdqaSet(passages, train=questions[:6], dev=questions[6:8], test=questions[8:])
 
 
 def test_run_reader_tiny(tiny_dirs, tmp_path):
@@ -42,3 +43,26 @@ def test_run_reader_tiny(tiny_dirs, tmp_path):
     md = (tmp_path / "out" / "reader.md").read_text()
     assert "| hybrid | yes |" in md and "77.2" in md and "reader_recall_in_context.png" in md
     assert (tmp_path / "out" / "reader" / "reader" / "module.json").is_file()  # seed 0's reader for `shoulders ask`
+    chosen = result["retriever_weights"]  # chosen on the two dev questions, per retriever and seed
+    assert set(chosen) == {"bm25", "dense", "hybrid"} and all(len(v) == 2 for v in chosen.values())
+    assert all(w in settings.retriever_weights for v in chosen.values() for w in v)
+    assert len(result["dev_precision_at_1"]) == 2 and "Passages packed best last" in md
+    saved = json.loads((tmp_path / "out" / "reader" / "reranker" / "module.json").read_text())
+    assert json.dumps(chosen["hybrid"][0]) in json.dumps(saved)  # `shoulders ask` re-ranks the hybrid list as chosen
+
+
+def test_choose_weights_picks_the_weight_that_ranks_the_own_passage_first():
+    """A re-ranker that prefers the wrong passage loses to the retriever's order on dev: the
+    smallest weight at which the retriever's order wins is chosen; where all tie, the smallest."""
+    from shoulders.experiments.reader import RETRIEVERS, _choose_weights
+    from shoulders.reader.retrieval.base import Hit
+    from tests.reader.test_reranker import _FixedScores
+
+    dev = [OdqaQuestion("d0", "Where was Ana born?", ["Paris"], ["p0"], {})]
+    good = [[Hit("p0", 2.0), Hit("p1", 1.0)]]
+    hits = {"bm25": good, "dense": good, "hybrid": [[Hit("p1", 2.0), Hit("p0", 1.0)]]}
+    wrong = _FixedScores({"p0": 0.0, "p1": 1.0})
+    chosen, table = _choose_weights(wrong, dev, hits, {}, ReaderSettings(candidates=2), {})
+    assert set(chosen) == set(RETRIEVERS) and chosen["bm25"] == chosen["dense"] == 1.0  # 1 and 2 tie: the smaller
+    assert chosen["hybrid"] == 0.0  # the own passage is never first: all weights tie, the smallest wins
+    assert table["bm25"] == {"0": 0.0, "0.5": 0.0, "1": 100.0, "2": 100.0}

@@ -208,3 +208,29 @@ def test_retriever_weight_applies_in_rerank_batch(tiny_bert):
     cache: dict = {}
     own = plain.rerank_batch(["find w1"], [hits], passages, cache=cache)[0]
     assert sorted(h.score for h in own) == sorted(cache.values())  # w = 0: the cross-encoder's own scores
+
+
+class _FixedScores:
+    """A stand-in re-ranker: fixed scores per passage id, counting the pairs it scores."""
+
+    def __init__(self, scores):
+        self.scores, self.scored = scores, 0
+
+    def rerank_batch(self, questions, hits, passages, cache=None):
+        for q, row in zip(questions, hits):
+            for h in row:
+                if (q, h.passage_id) not in cache:
+                    cache[(q, h.passage_id)] = self.scores[h.passage_id]
+                    self.scored += 1
+
+
+def test_rerank_top_reranks_the_top_mixes_weights_and_scores_each_pair_once():
+    from shoulders.reader.pipeline import rerank_top
+
+    hits = [[Hit("a", 3.0), Hit("b", 2.0), Hit("c", 1.0), Hit("d", 0.5)]]
+    fake, cache = _FixedScores({"a": 0.0, "b": 0.2, "c": 1.0, "d": 9.0}), {}
+    alone = rerank_top(fake, ["q"], hits, {}, 3, 0.0, cache)[0]
+    assert [h.passage_id for h in alone] == ["c", "b", "a", "d"]  # only the top 3 re-ranked; d keeps its place
+    mixed = rerank_top(fake, ["q"], hits, {}, 3, 100.0, cache)[0]
+    assert [h.passage_id for h in mixed] == ["a", "b", "c", "d"]  # the retriever's order dominates
+    assert fake.scored == 3  # the second weight re-used the cached scores

@@ -6,7 +6,15 @@ Design (ours; the paper gives no detail):
   searched once (no seed involved). recall@k is answer recall (DPR's has_answer).
 - One re-ranker per seed (MiniLM's first 2 layers, `segments` head), trained with
   `train_reranker` on the training questions, negatives mined from BM25 and dense. It
-  re-ranks each retriever's top `candidates`; the rest keep retriever order.
+  re-ranks each retriever's top `candidates`; the rest keep retriever order. The re-ranked
+  score mixes in the retriever's (`interpolate`), with the weight chosen per retriever and
+  seed on the *dev* questions: the one that most often ranks the question's own passage
+  first (ties: the smaller weight; no LM involved).
+- Packing order: the best passage goes last, nearest the question (`order="ascending"`).
+  toy-small matches the asked relation better than the asked subject, and given several
+  passages with that relation it copies from the nearest; best-first put the re-ranker's
+  extra same-relation passages between the best one and the question. Chosen on dev
+  (docs/reader.md, "Which passage the reader copies").
 - The window: toy passages are ~20 tokens and every retriever's answer recall@10 is ~100%,
   so toy-small's whole 256-token window (~10 passages) puts the answer in context for
   ~99% of questions whatever the ranking. The reader fills `window` = 96 tokens (~3
@@ -27,6 +35,8 @@ import time
 from pathlib import Path
 
 import torch
+from typing import Literal
+
 from pydantic import Field
 
 from shoulders.backbone import FrozenLM, GenerationConfig
@@ -50,6 +60,11 @@ class ReaderSettings(StrictModel):
     """Every knob of the experiment; `full()` and `quick()` are the demo's two sizes."""
 
     window: int = Field(96, ge=8, description="tokens of the LM's window the reader fills (see the module docstring)")
+    order: Literal["descending", "ascending"] = Field("ascending", description="packed passages: ascending = the "
+                                                      "best last, nearest the question (module docstring)")
+    retriever_weights: tuple[float, ...] = Field((0.0, 0.5, 1.0, 2.0), min_length=1, description="re-ranked score "
+                                                 "= re-ranker + w x retriever (min-max); w chosen per retriever and "
+                                                 "seed on dev, by the question's own passage ranked first")
     candidates: int = Field(10, ge=1, description="passages retrieved per question and re-ranked")
     template: str = Field("{context}\nQ: {question} A:", description="the toy corpus's own reading format")
     passage_template: str = Field("Passage: {text}", description="how each packed passage is written")
@@ -95,12 +110,30 @@ def _search(retr: dict, questions: list[str], depth: int = 50) -> dict[str, list
     return {k: [row[:20] for row in v] for k, v in hits.items()}
 
 
-def _configs(hits: dict, questions: list[str], reranker, passages: dict, depth: int, cache: dict) -> dict:
+def _configs(hits: dict, questions: list[str], reranker, passages: dict, depth: int, cache: dict,
+             weights: dict[str, float]) -> dict:
     out = dict(hits)
     for name in RETRIEVERS:
-        tops = reranker.rerank_batch(questions, [h[:depth] for h in hits[name]], passages, cache=cache)
-        out[f"{name}+rerank"] = [pipeline.with_reranked_top(h, t) for h, t in zip(hits[name], tops)]
+        out[f"{name}+rerank"] = pipeline.rerank_top(reranker, questions, hits[name], passages, depth, weights[name],
+                                                    cache)
     return out
+
+
+def _choose_weights(reranker, dev: list, dev_hits: dict, passages: dict, s: "ReaderSettings",
+                    cache: dict) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per retriever, the interpolation weight that ranks the question's own passage first
+    most often on the dev questions (ties: the smaller weight), and that precision@1 for
+    every weight tried (percent)."""
+    questions, chosen, table = [q.question for q in dev], {}, {}
+    for name in RETRIEVERS:
+        scored = []
+        for w in sorted(s.retriever_weights):
+            ranked = pipeline.rerank_top(reranker, questions, dev_hits[name], passages, s.candidates, w, cache)
+            p1 = 100 * statistics.fmean(bool(r) and r[0].passage_id in q.positive_ids for q, r in zip(dev, ranked))
+            scored.append((p1, -w))
+        chosen[name] = -max(scored)[1]
+        table[name] = {f"{-nw:g}": p1 for p1, nw in scored}
+    return chosen, table
 
 
 def _packed(reader: Reader, lm, questions, ranked: dict, passages: dict, window: int | None = None) -> dict:
@@ -113,7 +146,7 @@ def _packed(reader: Reader, lm, questions, ranked: dict, passages: dict, window:
 
 def _reader_config(s: ReaderSettings, seed: int) -> ReaderConfig:
     return ReaderConfig(template=s.template, candidates=s.candidates,
-                        packing={"context_window": s.window, "answer_tokens": s.answer_tokens,
+                        packing={"context_window": s.window, "answer_tokens": s.answer_tokens, "order": s.order,
                                  "passage_template": s.passage_template, "separator": s.separator},
                         prompt={"type": "prompt_tuning", "num_virtual_tokens": s.prompt_tokens, "seed": seed})
 
@@ -187,6 +220,7 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
     shuffled = random.Random(0).sample(odqa.train, len(odqa.train))
     rtrain = shuffled[: s.reader_train_questions] if s.reader_train_questions else shuffled
     test_hits, train_hits = _search(retr, [q.question for q in test]), _search(retr, [q.question for q in rtrain])
+    dev_hits = _search(retr, [q.question for q in odqa.dev]) if len(s.retriever_weights) > 1 and odqa.dev else None
     mine = _search(retr, [q.question for q in odqa.train], depth=3 * s.mined + 10)
     mined = merge_negatives(*[mine_negatives(None, odqa.train, passages, s.mined, hits=mine[k])
                               for k in ("bm25", "dense")], k=s.mined)
@@ -198,6 +232,8 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
     oracle = pipeline.pack_all([q.question for q in test], gold, passages, lm.tokenizer, probe.packing(lm),
                                probe.config.template, probe.prefix_tokens)
     rows: dict[str, list[dict]] = {c: [] for c in (*CONFIGS, "oracle")}
+    chosen: list[dict[str, float]] = []
+    dev_precision: list[dict] = []
     for seed in seeds:
         t = time.perf_counter()
         examples = reranker_examples(odqa.train, passages, mined, seed=seed)
@@ -206,8 +242,14 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
         clock["reranker_train_s"] = clock.get("reranker_train_s", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
         cache: dict = {}
-        ranked = _configs(test_hits, [q.question for q in test], reranker, passages, s.candidates, cache)
-        ranked_train = _configs(train_hits, [q.question for q in rtrain], reranker, passages, s.candidates, cache)
+        weights = {name: s.retriever_weights[0] for name in RETRIEVERS}
+        if dev_hits is not None:
+            weights, table = _choose_weights(reranker, odqa.dev, dev_hits, passages, s, cache)
+            dev_precision.append(table)
+        chosen.append(weights)
+        ranked = _configs(test_hits, [q.question for q in test], reranker, passages, s.candidates, cache, weights)
+        ranked_train = _configs(train_hits, [q.question for q in rtrain], reranker, passages, s.candidates, cache,
+                                weights)
         clock["rerank_s"] = clock.get("rerank_s", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
         ctx = _packed(probe, lm, [q.question for q in test], ranked, passages)
@@ -226,11 +268,14 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
         rows["oracle"].append(_row(test, gold, oracle, oracle, _em(reader, lm, test, oracle), texts))
         clock["eval_s"] = clock.get("eval_s", 0.0) + time.perf_counter() - t
         if s.save_reader and seed == seeds[0]:
+            reranker.config = reranker.config.model_copy(update={"retriever_weight": weights["hybrid"]})
             _save_for_ask(out_dir / "reader", reader, reranker, retr["hybrid"], plist, lm)
     result: dict = {name: _aggregate(rows[name]) for name in rows}
     result.update(per_seed={n: [r["em"] for r in rows[n]] for n in rows}, seeds=list(seeds),
                   timing={**clock, "cpu_s": time.process_time() - cpu}, settings=s.model_dump(), n_test=len(test),
-                  window=s.window, full_window=lm.max_context)
+                  window=s.window, full_window=lm.max_context,
+                  retriever_weights={name: [w[name] for w in chosen] for name in RETRIEVERS},
+                  dev_precision_at_1=dev_precision)
     figure = out_dir / "reader_recall_in_context.png"
     plot(result, figure)
     result["figure"], result["markdown"] = str(figure), str(out_dir / "reader.md")
@@ -291,6 +336,10 @@ def markdown(result: dict, figure: str) -> str:
     o = result["oracle"]
     lines.append(f"| gold passages only (oracle) | – | – | – | – | {o['recall_in_context']:.1f} | "
                  f"{o['em']:.1f} ± {o['em_std']:.1f} | {o['em_in_corpus']:.1f} | {o['em_unseen']:.1f} | – |")
+    order = "best last, nearest the question" if result["settings"]["order"] == "ascending" else "best first"
+    weights = "; ".join(f"{k} {', '.join(f'{w:g}' for w in v)}" for k, v in result["retriever_weights"].items())
+    lines += ["", f"Passages packed {order}. Re-ranked score = re-ranker + w x retriever (min-max), w chosen per "
+              f"seed on the dev questions (the question's own passage ranked first most often): {weights}."]
     ric, em = PAPER["DPR"][:2], PAPER["DPR"][2:]
     lines += ["", f"Paper (Table 2, for orientation): with DPR, re-ranking raised recall in context {ric[0]} → "
               f"{ric[1]} and EM {em[0]} → {em[1]}; the gains were larger with Spider+BM25.", "",

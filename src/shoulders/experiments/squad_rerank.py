@@ -102,8 +102,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     from shoulders.modules.io import load_module, save_module
     from shoulders.reader.metrics import gold_recall_at_k, recall_at_k, recall_in_context
     from shoulders.reader.packing import PackingConfig, pack
-    from shoulders.reader.pipeline import with_reranked_top
-    from shoulders.reader.reranker import interpolate
+    from shoulders.reader.pipeline import rerank_top
     from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
     from shoulders.reader.retrieval import HybridConfig, HybridRetriever, search_batched
     from shoulders.utils.fs import atomic_write_json
@@ -153,10 +152,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     cache: dict = {}
 
     def reranked(qs, found, name, weight):
-        rows = [h[:s.depth] for h in found[name]]
-        reranker.rerank_batch(qs, rows, passages, cache=cache)  # fills the cache: each pair is scored once
-        return [with_reranked_top(h, interpolate(row, [cache[(q, x.passage_id)] for x in row], weight))
-                for q, h, row in zip(qs, found[name], rows)]
+        return rerank_top(reranker, qs, found[name], passages, s.depth, weight, cache)
 
     t = time.perf_counter()
     weights = {name: s.retriever_weights[0] for name in ("bm25", "dense", "hybrid")}

@@ -57,6 +57,20 @@ def rerank(reranker, questions: Sequence[str], hits: Sequence[Sequence[Hit]], pa
     return reranker.rerank_batch(questions, hits, passages, cache=cache)
 
 
+def rerank_top(reranker, questions: Sequence[str], hits: Sequence[Sequence[Hit]], passages: Mapping[str, Passage],
+               depth: int, weight: float, cache: dict) -> list[list[Hit]]:
+    """Each hit list with its top `depth` re-ranked, the re-ranker's score mixed with the
+    retriever's by `weight` (`reranker.interpolate`; 0 = the re-ranker alone), the rest in
+    retriever order. `cache` holds (question, passage id) -> re-ranker score, so trying
+    several weights, or several retrievers' lists, scores each pair once."""
+    from shoulders.reader.reranker import interpolate
+
+    tops = [row[:depth] for row in hits]
+    reranker.rerank_batch(questions, tops, passages, cache=cache)  # fills the cache
+    return [with_reranked_top(row, interpolate(top, [cache[(q, h.passage_id)] for h in top], weight))
+            for q, row, top in zip(questions, hits, tops)]
+
+
 def with_reranked_top(hits: Sequence[Hit], top: Sequence[Hit]) -> list[Hit]:
     """A re-ranked top followed by the rest of `hits` in retriever order, scores kept
     descending (so recall@k past the re-ranked depth is the retriever's own)."""
