@@ -18,6 +18,8 @@ def test_candidates_top_agreement_and_cap():
     c = Candidates([("Paris", 3), ("Lyon", 1)], n=5)
     assert c.top == "Paris" and c.agreement == 0.6
     assert c.text() == "Paris (3); Lyon (1)" and c.text(max_shown=1) == "Paris (3)"
+    assert c.text(ascending=True) == "Lyon (1); Paris (3)"  # the most frequent nearest what follows
+    assert c.text(max_shown=1, ascending=True) == "Paris (3)"  # the most frequent are shown, then ordered
     assert Candidates([], n=4).agreement == 0.0 and Candidates([], n=4).text() == "none"
 
 

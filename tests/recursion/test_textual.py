@@ -128,3 +128,12 @@ def test_include_greedy_casts_the_greedy_answer_first(lm, examples):
         assert dict(b.merged)[g] == before + 1
         if dict(b.merged)[g] == b.merged[0][1]:
             assert b.merged[0][0] == g  # a tie goes to the greedy answer
+
+
+def test_candidate_order_puts_the_most_frequent_nearest_the_question(lm, examples):
+    from shoulders.recursion.candidates import Candidates
+
+    cands = Candidates([("Paris", 3), ("Lyon", 1)], n=4)
+    first, last = _module(lm, stage="pass2"), _module(lm, stage="pass2", candidate_order="ascending")
+    assert first.pass2_text(examples[0], cands).startswith("Candidates: Paris (3); Lyon (1). Q:")
+    assert last.pass2_text(examples[0], cands).startswith("Candidates: Lyon (1); Paris (3). Q:")

@@ -114,6 +114,8 @@ def run_one(method: str, spec: dict, tasks: list[Task], lm, *, backbone_path: st
     extra = {"encoder": encoder} if method == "idpt" and encoder is not None else {}
     module = module_class(method).build(cfg.module_config(), lm, **extra)
     start = time.perf_counter()
+    if hasattr(module, "precompute_encoder"):  # every split's inputs, once per encoder (a worker's next runs reuse them)
+        module.precompute_encoder([ex for t in tasks for split in ("train", "dev", "test") for ex in t.split(split)])
     result = Trainer(cfg, backbone=lm, tasks=tasks, module=module, progress=progress).fit()
     fit_s = time.perf_counter() - start
     if result.best_dir is not None:  # model selection on dev
@@ -222,8 +224,9 @@ def _specs(methods: dict[str, dict] | None) -> dict[str, dict]:
 
 def multitask_parts(seeds: list[int], methods: dict[str, dict] | None = None) -> list[tuple[str, int]]:
     """The (method, seed) runs a multitask comparison is made of, in the order they are
-    reported. Each is self-contained (its own seed, a fresh encoder cache), so they can run
-    in any order or process and give the same numbers."""
+    reported. Each is self-contained (its own seed; ID-PT's encoder states precomputed for the
+    whole task set in a canonical order, `FrozenEncoder.precompute`), so they can run in any
+    order or process and give the same numbers."""
     specs = _specs(methods)
     return [(m, seed) for seed in seeds for m in ORDER if m in specs]
 
@@ -250,18 +253,18 @@ def run_multitask_part(tasks: list[Task], backbone_path: str, method: str, seed:
         encoder_path = encoder_path or spec["module"].get("encoder", DEFAULT_ENCODER)
         if encoder is None:
             encoder = FrozenEncoder.from_pretrained(encoder_path, device=lm.device)
-        encoder.disable_cache()  # a fresh cache per run: no run depends on which ran before it
-        if IDPTConfig.model_validate(spec["module"]).encoder_prompt_length == 0:
-            encoder.enable_cache()  # nothing learned before the encoder: encode each input once per run
+        if IDPTConfig.model_validate(spec["module"]).encoder_prompt_length != 0:
+            encoder.disable_cache()  # a learned prompt before the encoder: its states change every step
+        elif not encoder.caching:  # nothing learned before it: every input is encoded once (run_one)
+            encoder.enable_cache()
     run = run_one(method, spec, tasks, lm, backbone_path=backbone_path, seed=seed, budget=budget,
                   out=Path(out_dir) / "runs" / f"{method}-seed{seed}", encoder=encoder, encoder_path=encoder_path,
                   progress=progress)
     module = run.pop("module")  # a fine-tuned copy is a whole LM: never kept
     if measure_overhead and method == "idpt":
         probe = [t.test[i % len(t.test)] for i, t in zip(range(32), tasks * 32)]
-        if encoder is not None:
-            encoder.disable_cache()  # time the real encoder pass, as at inference on new inputs
-        run["idpt_overhead"] = idpt_overhead(module, lm, probe)
+        with encoder.cache_paused():  # time the real encoder pass, as at inference on new inputs
+            run["idpt_overhead"] = idpt_overhead(module, lm, probe)
     return run
 
 

@@ -28,6 +28,7 @@ import math
 import statistics
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -74,6 +75,8 @@ class RecursionSettings(StrictModel):
                            "without those questions (this many folds of the training set; 0 = prompt1's own "
                            "samples on its own training questions)")
     include_greedy: bool = Field(False, description="textual: pass 1's greedy answer is one more candidate vote")
+    candidate_order: Literal["descending", "ascending"] = Field("descending", description="textual: the candidates "
+                                                                "most frequent first | last, nearest the question")
     temperature: float = Field(1.0, gt=0, description="textual pass 1's sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="textual pass 1's nucleus sampling (1 = off)")
     eval_every: int = Field(100, ge=1, description="steps between dev evaluations during training (the best on "
@@ -162,7 +165,8 @@ def _textual(small, task, test, settings, seed, single_dir, run, progress, lr: f
            "pass2": {"num_virtual_tokens": settings.prompt_tokens},
            "sampling": {"n": settings.candidates, "temperature": settings.temperature, "top_p": settings.top_p,
                         "seed": seed, "max_new_tokens": settings.max_new_tokens,
-                        "include_greedy": settings.include_greedy}}
+                        "include_greedy": settings.include_greedy},
+           "candidate_order": settings.candidate_order}
     module = TextualRecursion.build(TextualRecursionConfig(**cfg), small)
     if settings.cross_fit > 1:
         k = settings.cross_fit

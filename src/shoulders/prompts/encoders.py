@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,7 @@ class FrozenEncoder(nn.Module):
         model.eval()
         self._cache: OrderedDict[tuple[int, ...], Tensor] | None = None
         self._cache_size = 0
+        self._precomputed: int | None = None  # the set `precompute` filled the cache with
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str | torch.device | None = None) -> "FrozenEncoder":
@@ -111,10 +113,50 @@ class FrozenEncoder(nn.Module):
         fixed function of the token ids, so while nothing learned sits before it (an ID-PT
         module with encoder_prompt_length 0) each input needs encoding once per run, not
         once per epoch, evaluation and seed. Calls with a prompt are never cached."""
-        self._cache, self._cache_size = OrderedDict(), max_entries
+        self._cache, self._cache_size, self._precomputed = OrderedDict(), max_entries, None
 
     def disable_cache(self) -> None:
-        self._cache = None
+        self._cache, self._precomputed = None, None
+
+    @contextmanager
+    def cache_paused(self):
+        """Run the real encoder pass inside (timing it, as on new inputs), keeping the cache."""
+        saved, self._cache = self._cache, None
+        try:
+            yield self
+        finally:
+            self._cache = saved
+
+    @property
+    def caching(self) -> bool:
+        return self._cache is not None
+
+    def precompute(self, token_ids: Sequence[Sequence[int]], chunk: int = 64) -> bool:
+        """Fill the cache with every input of `token_ids` at once, in a canonical order (by
+        length, then ids; `chunk` per batch), and return whether it computed anything.
+
+        A row's states can differ in the last bits with the padding of the batch it was
+        encoded in; encoded this way they depend only on the set of inputs, so every run
+        (or worker process) that precomputes the same set reads bit-identical states, and
+        runs that share an encoder pay for the set once. If any input is missing the cache
+        is rebuilt from the whole set (never a mix of two histories). Sorted batches also
+        waste less on padding than encoding each training batch as it comes."""
+        if self._cache is None:
+            raise RuntimeError("enable_cache() before precompute()")
+        keys = sorted(set(map(tuple, token_ids)), key=lambda k: (len(k), k))
+        signature = hash(tuple(keys))
+        if signature == self._precomputed:
+            return False
+        self._cache.clear()
+        self._precomputed = signature
+        self._cache_size = max(self._cache_size, len(keys))
+        for i in range(0, len(keys), chunk):
+            part = keys[i : i + chunk]
+            with torch.no_grad():
+                hidden, _ = self._encode(part, None)
+            for j, k in enumerate(part):
+                self._cache[k] = hidden[j, : len(k)].clone()
+        return True
 
     def _cached(self, token_ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         keys = [tuple(t) for t in token_ids]

@@ -49,8 +49,10 @@ class Candidates:
         """Share of samples that agree with the top answer, in [0, 1]."""
         return self.merged[0][1] / self.n if self.merged else 0.0
 
-    def text(self, max_shown: int | None = None) -> str:
-        return format_candidates(self.merged[:max_shown] if max_shown else self.merged)
+    def text(self, max_shown: int | None = None, ascending: bool = False) -> str:
+        """The `max_shown` most frequent, most frequent first (`ascending`: last)."""
+        shown = self.merged[:max_shown] if max_shown else self.merged
+        return format_candidates(shown[::-1] if ascending else shown)
 
 
 def merge_candidates(texts: Sequence[str]) -> list[tuple[str, int]]:

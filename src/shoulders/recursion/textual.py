@@ -42,6 +42,9 @@ class TextualRecursionConfig(TwoPassConfig):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="how pass 1 samples candidates")
     pass2_template: str = Field("Candidates: {candidates}. {question}",
                                 description="pass 2's input; {candidates} and {question} are replaced")
+    candidate_order: Literal["descending", "ascending"] = Field(
+        "descending", description="the merged candidates by count: descending = the most frequent first; "
+        "ascending = the most frequent last, nearest the question (docs/recursion.md)")
 
 
 class TextualRecursion(TwoPassModule):
@@ -92,7 +95,7 @@ class TextualRecursion(TwoPassModule):
 
     def pass2_text(self, example: Example, candidates: Candidates) -> str:
         question = self.config.text.render(example.input)
-        shown = candidates.text(self.config.sampling.max_shown)
+        shown = candidates.text(self.config.sampling.max_shown, ascending=self.config.candidate_order == "ascending")
         return self.config.pass2_template.replace("{candidates}", shown).replace("{question}", question)
 
     # ---------------------------------------------------------------- passes

@@ -164,6 +164,30 @@ def test_encoder_cache_without_encoder_prompt(lm, t5_dir):
     assert tuned.encoder_prompt.grad.abs().sum() > 0 and len(enc._cache) == len(MIXED)
 
 
+def test_precomputed_encoder_states_depend_only_on_the_set(lm, t5_dir):
+    """`precompute` encodes a set of inputs in one canonical order: two encoders given the
+    same set in different orders hold bit-identical states; the same set again is free; a
+    different set rebuilds the cache from scratch; `cache_paused` keeps it."""
+    first, second = FrozenEncoder.from_pretrained(str(t5_dir)), FrozenEncoder.from_pretrained(str(t5_dir))
+    kw = {"encoder": str(t5_dir), "encoder_prompt_length": 0, "prompt_length": 3, "hidden_size": 16, "heads": 2}
+    a, b = make(lm, first, **kw).eval(), make(lm, second, **kw).eval()
+    with torch.no_grad():
+        plain = a.prefix(lm, MIXED)
+        assert not a.precompute_encoder(MIXED)  # no cache enabled: nothing to fill
+        first.enable_cache()
+        second.enable_cache()
+        b.prefix(lm, MIXED[:1])  # a history the precompute must not depend on
+        assert a.precompute_encoder(MIXED) and b.precompute_encoder(MIXED[::-1])
+        assert not a.precompute_encoder(MIXED[::-1])  # the same set: nothing recomputed
+        assert set(first._cache) == set(second._cache) and len(first._cache) == len(MIXED)
+        assert all(torch.equal(first._cache[k], second._cache[k]) for k in first._cache)
+        torch.testing.assert_close(a.prefix(lm, MIXED), plain, atol=1e-5, rtol=1e-4)
+        assert a.precompute_encoder(MIXED[:1]) and len(first._cache) == 1  # another set: rebuilt, not mixed
+        with first.cache_paused():
+            assert not first.caching
+        assert first.caching and len(first._cache) == 1
+
+
 def test_save_load_round_trip_exact(lm, minilm, tmp_path):
     m = make(lm, minilm, prompt_length=3, fixed_prompt_length=1, hidden_size=32)
     with torch.no_grad():

@@ -124,14 +124,25 @@ class InputDependentPrompt(SoftPromptModule):
         return {"encoder": self._encoder_info}
 
     # ------------------------------------------------------------------ forward
-    def encode(self, examples) -> tuple[Tensor, Tensor]:
-        """The frozen encoder's view of each rendered input: ([B, T', E], mask [B, T'])."""
+    def encoder_ids(self, examples) -> list[list[int]]:
+        """Each rendered input in the encoder's own tokens, cut to what the encoder reads."""
         texts = [self.config.text.render(ex if isinstance(ex, str) else ex.input) for ex in examples]
         limit = self.config.max_encoder_tokens
         n_prompt = 0 if self.encoder_prompt is None else self.encoder_prompt.shape[0]
         if self.encoder.max_positions is not None:  # the learned encoder prompt takes positions too
             limit = min(limit, self.encoder.max_positions - n_prompt)
-        ids = self.encoder.tokenize(texts, limit)
+        return self.encoder.tokenize(texts, limit)
+
+    def precompute_encoder(self, examples) -> bool:
+        """Encode every example's input up front (`FrozenEncoder.precompute`) when the encoder
+        caches and nothing learned sits before it; True if anything was computed."""
+        if self.encoder_prompt is not None or not self.encoder.caching:
+            return False
+        return self.encoder.precompute(self.encoder_ids(examples))
+
+    def encode(self, examples) -> tuple[Tensor, Tensor]:
+        """The frozen encoder's view of each rendered input: ([B, T', E], mask [B, T'])."""
+        ids = self.encoder_ids(examples)
         if self.encoder_prompt is None:
             with torch.no_grad():  # nothing learned sits before the encoder: no backward through it
                 hidden, mask = self.encoder(ids)
