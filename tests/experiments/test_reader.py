@@ -66,3 +66,38 @@ def test_choose_weights_picks_the_weight_that_ranks_the_own_passage_first():
     assert set(chosen) == set(RETRIEVERS) and chosen["bm25"] == chosen["dense"] == 1.0  # 1 and 2 tie: the smaller
     assert chosen["hybrid"] == 0.0  # the own passage is never first: all weights tie, the smallest wins
     assert table["bm25"] == {"0": 0.0, "0.5": 0.0, "1": 100.0, "2": 100.0}
+
+
+def test_reader_dev_scores_orders_and_weights_on_dev_only(tiny_dirs, tmp_path):
+    """`shoulders experiment reader-dev` at a toy size: a row per order x retriever x (no
+    re-ranking + each weight), the chosen weight marked, the markdown written; the test
+    questions are never read (they are removed here)."""
+    from shoulders.experiments.reader_dev import run_reader_dev
+    from tests.reader.test_reranker import build_tiny_bert
+
+    bert = build_tiny_bert(tmp_path / "bert")
+    settings = ReaderSettings(window=128, candidates=4, reranker={"encoder": bert, "max_seq_len": 32, "negatives": 2},
+                              mined=3, reranker_steps=2, reranker_batch=4, reader_steps=2, reader_batch=4,
+                              reader_train_questions=6, prompt_tokens=2, answer_tokens=4)
+    odqa = _odqa()
+    odqa.test = []
+    result = run_reader_dev(odqa, str(tiny_dirs["llama"]), 0, ["descending", "ascending"], [0.0, 1.0],
+                            tmp_path / "dev", world_seed=7, progress=False, settings=settings)
+    rows = result["rows"]
+    assert len(rows) == 2 * 3 * 3 and result["n_dev"] == 2 and result["world_seed"] == 7
+    assert {(r["order"], r["retriever"]) for r in rows if r["chosen"]} <= {(o, n) for o in ("descending", "ascending")
+                                                                           for n in ("bm25", "dense", "hybrid")}
+    assert all(0.0 <= r["em"] <= 100.0 and 0.0 <= r["own_first"] <= 100.0 for r in rows)
+    md = (tmp_path / "dev" / "reader_dev.md").read_text()
+    assert "| best last | hybrid | no |" in md and "| best first | bm25 | yes (1)" in md
+
+
+def test_reader_dev_refuses_a_set_without_dev(tiny_dirs, tmp_path):
+    import pytest
+
+    from shoulders.experiments.reader_dev import run_reader_dev
+
+    odqa = _odqa()
+    odqa.dev = []
+    with pytest.raises(ValueError, match="no dev|none"):
+        run_reader_dev(odqa, str(tiny_dirs["llama"]), 0, ["ascending"], [0.0], tmp_path, progress=False)

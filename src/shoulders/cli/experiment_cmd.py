@@ -19,6 +19,8 @@ EXPERIMENTS = {
     "squad-rerank": ("shoulders.experiments.squad_rerank",
                      "SQuAD retrieval with and without the trained re-ranker (as `index eval-squad --rerank`, "
                      "with --threads)"),
+    "reader-dev": ("shoulders.experiments.reader_dev",
+                   "the frozen reader's packing order and re-ranking weights, scored on toyworld ODQA dev"),
     "toyworld-odqa": ("shoulders.experiments.toyworld_odqa",
                       "write toyworld ODQA files (corpus, re-ranker and reader data) for configs/reranker_*.yaml "
                       "and configs/reader_*.yaml"),
