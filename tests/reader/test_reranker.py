@@ -208,6 +208,9 @@ def test_retriever_weight_applies_in_rerank_batch(tiny_bert):
     cache: dict = {}
     own = plain.rerank_batch(["find w1"], [hits], passages, cache=cache)[0]
     assert sorted(h.score for h in own) == sorted(cache.values())  # w = 0: the cross-encoder's own scores
+    forced = plain.rerank_batch(["find w1"], [hits], passages, cache=cache, weight=1000.0)[0]
+    assert [h.passage_id for h in forced] == ["p0", "p1", "p2"]  # a weight given overrides the config's
+    assert heavy.rerank_batch(["find w1"], [hits], passages, weight=0.0)[0] == own  # ... both ways
 
 
 class _FixedScores:
@@ -216,12 +219,16 @@ class _FixedScores:
     def __init__(self, scores):
         self.scores, self.scored = scores, 0
 
-    def rerank_batch(self, questions, hits, passages, cache=None):
+    def rerank_batch(self, questions, hits, passages, cache=None, weight=None):
+        from shoulders.reader.reranker import interpolate
+
         for q, row in zip(questions, hits):
             for h in row:
                 if (q, h.passage_id) not in cache:
                     cache[(q, h.passage_id)] = self.scores[h.passage_id]
                     self.scored += 1
+        return [interpolate(row, [cache[(q, h.passage_id)] for h in row], weight or 0.0)
+                for q, row in zip(questions, hits)]
 
 
 def test_rerank_top_reranks_the_top_mixes_weights_and_scores_each_pair_once():

@@ -29,13 +29,14 @@ Design (ours; the paper gives no detail):
 """
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
-from typing import Literal
 
 from pydantic import Field
 
@@ -51,6 +52,8 @@ from shoulders.reader.retrieval.base import Hit
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 from shoulders.utils.strict_model import StrictModel
 
+log = logging.getLogger(__name__)
+
 RETRIEVERS = ("bm25", "dense", "hybrid")
 CONFIGS = ("bm25", "bm25+rerank", "dense", "dense+rerank", "hybrid", "hybrid+rerank")
 PAPER = {"DPR": (77.2, 80.4, 46.6, 48.7)}  # Table 2: recall in context and EM, without -> with re-ranking
@@ -62,9 +65,9 @@ class ReaderSettings(StrictModel):
     window: int = Field(96, ge=8, description="tokens of the LM's window the reader fills (see the module docstring)")
     order: Literal["descending", "ascending"] = Field("ascending", description="packed passages: ascending = the "
                                                       "best last, nearest the question (module docstring)")
-    retriever_weights: tuple[float, ...] = Field((0.0, 0.5, 1.0, 2.0), min_length=1, description="re-ranked score "
-                                                 "= re-ranker + w x retriever (min-max); w chosen per retriever and "
-                                                 "seed on dev, by the question's own passage ranked first")
+    retriever_weights: tuple[Annotated[float, Field(ge=0)], ...] = Field(
+        (0.0, 0.5, 1.0, 2.0), min_length=1, description="re-ranked score = re-ranker + w x retriever (min-max); w "
+        "chosen per retriever and seed on dev, by the question's own passage ranked first")
     candidates: int = Field(10, ge=1, description="passages retrieved per question and re-ranked")
     template: str = Field("{context}\nQ: {question} A:", description="the toy corpus's own reading format")
     passage_template: str = Field("Passage: {text}", description="how each packed passage is written")
@@ -221,6 +224,9 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
     rtrain = shuffled[: s.reader_train_questions] if s.reader_train_questions else shuffled
     test_hits, train_hits = _search(retr, [q.question for q in test]), _search(retr, [q.question for q in rtrain])
     dev_hits = _search(retr, [q.question for q in odqa.dev]) if len(s.retriever_weights) > 1 and odqa.dev else None
+    if len(s.retriever_weights) > 1 and not odqa.dev:
+        log.warning("reader: no dev questions to choose a retriever weight on; using the first, %g",
+                    s.retriever_weights[0])
     mine = _search(retr, [q.question for q in odqa.train], depth=3 * s.mined + 10)
     mined = merge_negatives(*[mine_negatives(None, odqa.train, passages, s.mined, hits=mine[k])
                               for k in ("bm25", "dense")], k=s.mined)
@@ -268,7 +274,8 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
         rows["oracle"].append(_row(test, gold, oracle, oracle, _em(reader, lm, test, oracle), texts))
         clock["eval_s"] = clock.get("eval_s", 0.0) + time.perf_counter() - t
         if s.save_reader and seed == seeds[0]:
-            reranker.config = reranker.config.model_copy(update={"retriever_weight": weights["hybrid"]})
+            reranker.config = type(reranker.config).model_validate({**reranker.config.model_dump(),
+                                                                   "retriever_weight": weights["hybrid"]})
             _save_for_ask(out_dir / "reader", reader, reranker, retr["hybrid"], plist, lm)
     result: dict = {name: _aggregate(rows[name]) for name in rows}
     result.update(per_seed={n: [r["em"] for r in rows[n]] for n in rows}, seeds=list(seeds),
@@ -338,8 +345,10 @@ def markdown(result: dict, figure: str) -> str:
                  f"{o['em']:.1f} ± {o['em_std']:.1f} | {o['em_in_corpus']:.1f} | {o['em_unseen']:.1f} | – |")
     order = "best last, nearest the question" if result["settings"]["order"] == "ascending" else "best first"
     weights = "; ".join(f"{k} {', '.join(f'{w:g}' for w in v)}" for k, v in result["retriever_weights"].items())
-    lines += ["", f"Passages packed {order}. Re-ranked score = re-ranker + w x retriever (min-max), w chosen per "
-              f"seed on the dev questions (the question's own passage ranked first most often): {weights}."]
+    how = ("chosen per seed on the dev questions (the question's own passage ranked first most often)"
+           if result["dev_precision_at_1"] else "fixed (no dev questions, or one weight given)")
+    lines += ["", f"Passages packed {order}. Re-ranked score = re-ranker + w x retriever (min-max), w {how}: "
+              f"{weights}."]
     ric, em = PAPER["DPR"][:2], PAPER["DPR"][2:]
     lines += ["", f"Paper (Table 2, for orientation): with DPR, re-ranking raised recall in context {ric[0]} → "
               f"{ric[1]} and EM {em[0]} → {em[1]}; the gains were larger with Spider+BM25.", "",

@@ -35,7 +35,7 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
     if not odqa.dev:
         raise ValueError("reader-dev needs dev questions; this ODQA set has none")
     lm = FrozenLM.from_pretrained(small_path, dtype="float32", device="cpu")
-    base = settings or R.ReaderSettings.full()
+    base = (settings or R.ReaderSettings.full()).model_copy(update={"retriever_weights": tuple(weights)})
     plist = [Passage(p.id, p.title, p.text) for p in odqa.passages]
     passages = {p.id: p for p in plist}
     retr = R._retrievers(plist, progress)
@@ -75,7 +75,8 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
                 rows.append({
                     "order": order, "retriever": name, "rerank": rerank, "weight": w,
                     "chosen": w == chosen[name],
-                    "own_first": 100 * statistics.fmean(r[0].passage_id in q.positive_ids for q, r in zip(dev, ranked)),
+                    "own_first": 100 * statistics.fmean(bool(r) and r[0].passage_id in q.positive_ids
+                                                        for q, r in zip(dev, ranked)),
                     "own_in_window": 100 * statistics.fmean(any(p.id in q.positive_ids for p, _ in c.passages)
                                                             for q, c in zip(dev, ctx)),
                     "em": 100 * statistics.fmean(em),

@@ -48,7 +48,9 @@ class FrozenEncoder(nn.Module):
         model.eval()
         self._cache: OrderedDict[tuple[int, ...], Tensor] | None = None
         self._cache_size = 0
-        self._precomputed: int | None = None  # the set `precompute` filled the cache with
+        # `precompute`'s states (never evicted, unlike the LRU) and the set they were made from
+        self._precomputed: dict[tuple[int, ...], Tensor] = {}
+        self._precomputed_keys: tuple[tuple[int, ...], ...] | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str | torch.device | None = None) -> "FrozenEncoder":
@@ -113,10 +115,12 @@ class FrozenEncoder(nn.Module):
         fixed function of the token ids, so while nothing learned sits before it (an ID-PT
         module with encoder_prompt_length 0) each input needs encoding once per run, not
         once per epoch, evaluation and seed. Calls with a prompt are never cached."""
-        self._cache, self._cache_size, self._precomputed = OrderedDict(), max_entries, None
+        self._cache, self._cache_size = OrderedDict(), max_entries
+        self._precomputed, self._precomputed_keys = {}, None
 
     def disable_cache(self) -> None:
-        self._cache, self._precomputed = None, None
+        self._cache = None
+        self._precomputed, self._precomputed_keys = {}, None
 
     @contextmanager
     def cache_paused(self):
@@ -138,29 +142,31 @@ class FrozenEncoder(nn.Module):
         A row's states can differ in the last bits with the padding of the batch it was
         encoded in; encoded this way they depend only on the set of inputs, so every run
         (or worker process) that precomputes the same set reads bit-identical states, and
-        runs that share an encoder pay for the set once. If any input is missing the cache
-        is rebuilt from the whole set (never a mix of two histories). Sorted batches also
-        waste less on padding than encoding each training batch as it comes."""
+        runs that share an encoder pay for the set once. Another set replaces it whole (never
+        a mix of two histories); its states are kept apart from the LRU, so lookups of other
+        inputs never evict them. Sorted batches also waste less on padding than encoding each
+        training batch as it comes."""
         if self._cache is None:
             raise RuntimeError("enable_cache() before precompute()")
-        keys = sorted(set(map(tuple, token_ids)), key=lambda k: (len(k), k))
-        signature = hash(tuple(keys))
-        if signature == self._precomputed:
+        keys = tuple(sorted(set(map(tuple, token_ids)), key=lambda k: (len(k), k)))
+        if keys == self._precomputed_keys:
             return False
-        self._cache.clear()
-        self._precomputed = signature
-        self._cache_size = max(self._cache_size, len(keys))
+        self._cache.clear()  # inputs encoded before (in other batches) must not mix in
+        self._precomputed, self._precomputed_keys = {}, None
+        fixed: dict[tuple[int, ...], Tensor] = {}
         for i in range(0, len(keys), chunk):
             part = keys[i : i + chunk]
             with torch.no_grad():
                 hidden, _ = self._encode(part, None)
             for j, k in enumerate(part):
-                self._cache[k] = hidden[j, : len(k)].clone()
+                fixed[k] = hidden[j, : len(k)].clone()
+        self._precomputed, self._precomputed_keys = fixed, keys  # only once complete
         return True
 
     def _cached(self, token_ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-        keys = [tuple(t) for t in token_ids]
-        missing = sorted(dict.fromkeys(k for k in keys if k not in self._cache), key=len)  # little padding
+        keys, fixed = [tuple(t) for t in token_ids], self._precomputed
+        missing = sorted(dict.fromkeys(k for k in keys if k not in fixed and k not in self._cache),
+                         key=len)  # little padding
         for i in range(0, len(missing), 64):
             chunk = missing[i : i + 64]
             with torch.no_grad():
@@ -169,6 +175,9 @@ class FrozenEncoder(nn.Module):
                 self._cache[k] = hidden[j, : len(k)].clone()
         rows = []
         for k in keys:
+            if k in fixed:
+                rows.append(fixed[k])
+                continue
             self._cache.move_to_end(k)
             rows.append(self._cache[k])
         while len(self._cache) > self._cache_size:

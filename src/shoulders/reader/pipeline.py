@@ -60,15 +60,11 @@ def rerank(reranker, questions: Sequence[str], hits: Sequence[Sequence[Hit]], pa
 def rerank_top(reranker, questions: Sequence[str], hits: Sequence[Sequence[Hit]], passages: Mapping[str, Passage],
                depth: int, weight: float, cache: dict) -> list[list[Hit]]:
     """Each hit list with its top `depth` re-ranked, the re-ranker's score mixed with the
-    retriever's by `weight` (`reranker.interpolate`; 0 = the re-ranker alone), the rest in
-    retriever order. `cache` holds (question, passage id) -> re-ranker score, so trying
-    several weights, or several retrievers' lists, scores each pair once."""
-    from shoulders.reader.reranker import interpolate
-
-    tops = [row[:depth] for row in hits]
-    reranker.rerank_batch(questions, tops, passages, cache=cache)  # fills the cache
-    return [with_reranked_top(row, interpolate(top, [cache[(q, h.passage_id)] for h in top], weight))
-            for q, row, top in zip(questions, hits, tops)]
+    retriever's by `weight` (`shoulders.reader.reranker.interpolate`; 0 = the re-ranker
+    alone), the rest in retriever order. `cache` holds (question, passage id) -> re-ranker
+    score, so trying several weights, or several retrievers' lists, scores each pair once."""
+    tops = reranker.rerank_batch(questions, [row[:depth] for row in hits], passages, cache=cache, weight=weight)
+    return [with_reranked_top(row, top) for row, top in zip(hits, tops)]
 
 
 def with_reranked_top(hits: Sequence[Hit], top: Sequence[Hit]) -> list[Hit]:

@@ -237,10 +237,11 @@ class CrossEncoderReranker(SoftModule):
 
     def rerank_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
                      passages: Mapping[str, Passage], cache: dict[tuple[str, str], float] | None = None,
-                     ) -> list[list[Hit]]:
-        """Re-rank many hit lists in one batched pass (mixing in each hit's retriever score when
-        `retriever_weight` > 0). `cache` maps (question, passage id) to the cross-encoder's
-        score, so lists from several retrievers that share candidates score each pair once."""
+                     weight: float | None = None) -> list[list[Hit]]:
+        """Re-rank many hit lists in one batched pass (mixing in each hit's retriever score by
+        `weight`, else the config's `retriever_weight`, when > 0). `cache` maps (question,
+        passage id) to the cross-encoder's score, so lists from several retrievers that share
+        candidates, or several weights tried on one list, score each pair once."""
         cache = {} if cache is None else cache
         todo = list(dict.fromkeys((q, h.passage_id) for q, row in zip(questions, hits) for h in row
                                   if (q, h.passage_id) not in cache))
@@ -248,7 +249,7 @@ class CrossEncoderReranker(SoftModule):
             scores = self.score_pairs([q for q, _ in todo],
                                       [_text(passages[pid], self.config.with_title) for _, pid in todo])
             cache.update(zip(todo, scores))
-        w = self.config.retriever_weight
+        w = self.config.retriever_weight if weight is None else weight
         return [interpolate(row, [cache[(q, h.passage_id)] for h in row], w) for q, row in zip(questions, hits)]
 
     # ----------------------------------------------------------------- training

@@ -179,13 +179,21 @@ def test_precomputed_encoder_states_depend_only_on_the_set(lm, t5_dir):
         b.prefix(lm, MIXED[:1])  # a history the precompute must not depend on
         assert a.precompute_encoder(MIXED) and b.precompute_encoder(MIXED[::-1])
         assert not a.precompute_encoder(MIXED[::-1])  # the same set: nothing recomputed
-        assert set(first._cache) == set(second._cache) and len(first._cache) == len(MIXED)
-        assert all(torch.equal(first._cache[k], second._cache[k]) for k in first._cache)
+        held = list(first._precomputed)
+        assert held == sorted(held, key=lambda k: (len(k), k)) and len(held) == len(MIXED)  # canonical order
+        assert held == list(second._precomputed) and not second._cache  # b's earlier history is gone
+        assert all(torch.equal(first._precomputed[k], second._precomputed[k]) for k in held)
         torch.testing.assert_close(a.prefix(lm, MIXED), plain, atol=1e-5, rtol=1e-4)
-        assert a.precompute_encoder(MIXED[:1]) and len(first._cache) == 1  # another set: rebuilt, not mixed
+        first.enable_cache(max_entries=1)  # a tiny LRU: other inputs must not evict the precomputed set
+        a.precompute_encoder(MIXED)
+        a.prefix(lm, [Example(input="an input outside the set", target="x")])
+        a.prefix(lm, [Example(input="another one", target="x")])
+        assert len(first._precomputed) == len(MIXED) and len(first._cache) == 1
+        assert not a.precompute_encoder(MIXED)
+        assert a.precompute_encoder(MIXED[:1]) and len(first._precomputed) == 1  # another set: rebuilt, not mixed
         with first.cache_paused():
             assert not first.caching
-        assert first.caching and len(first._cache) == 1
+        assert first.caching and len(first._precomputed) == 1
 
 
 def test_save_load_round_trip_exact(lm, minilm, tmp_path):
