@@ -116,3 +116,13 @@ def test_reader_dev_refuses_a_set_without_dev(tiny_dirs, tmp_path):
     odqa.dev = []
     with pytest.raises(ValueError, match="no dev|none"):
         run_reader_dev(odqa, str(tiny_dirs["llama"]), 0, ["ascending"], [0.0], tmp_path, progress=False)
+
+
+def test_reader_dev_set_rejects_unknown_fields_before_any_work(capsys):
+    import pytest
+
+    from shoulders.experiments.reader_dev import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--set", "reranker_step=3"])  # a typo: no such field
+    assert e.value.code == 2 and "reranker_step" in capsys.readouterr().err

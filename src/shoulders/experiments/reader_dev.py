@@ -110,17 +110,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma-separated interpolation weights to score")
     ap.add_argument("--cache-dir", default=None, help="toy backbone cache (as `shoulders demo --cache-dir`)")
     ap.add_argument("--out", default="runs/reader_dev")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a ReaderSettings field, e.g. reranker_steps=150 (repeatable)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         weights = [float(w) for w in args.weights.split(",")]
     except ValueError:
         ap.error(f"--weights {args.weights!r}: expected comma-separated numbers, e.g. 0,0.5,1,2")
+    from shoulders.experiments.reader import ReaderSettings
+    from shoulders.experiments.sweep import _pairs
     from shoulders.toyworld import ensure_backbones, load_world_data
 
+    try:
+        overrides = dict(kv for text in args.set for kv in _pairs(text, text))
+        settings = ReaderSettings.model_validate({**ReaderSettings.full().model_dump(), **overrides})
+    except ValueError as e:  # a pydantic ValidationError names the field and what it expects
+        ap.error(f"--set: {e}")
     odqa = load_world_data(args.world_seed).odqa
     small = ensure_backbones(args.world_seed, names=("toy-small",), cache_dir=args.cache_dir, threads=1)["toy-small"]
     result = run_reader_dev(odqa, str(small), args.seed, args.order or ["descending", "ascending"], weights,
-                            Path(args.out), world_seed=args.world_seed, progress=not args.no_progress)
+                            Path(args.out), world_seed=args.world_seed, progress=not args.no_progress,
+                            settings=settings)
     print(markdown(result))
     return 0
