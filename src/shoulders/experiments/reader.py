@@ -77,7 +77,8 @@ class ReaderSettings(StrictModel):
     reranker: dict = Field(default_factory=lambda: {"num_layers": 2, "max_seq_len": 64, "negatives": 4},
                            description="RerankerConfig fields of the trained re-ranker")
     mined: int = Field(8, ge=1, description="negatives mined per training question (BM25's and dense's, interleaved)")
-    reranker_steps: int = Field(60, ge=1, description="re-ranker training steps")
+    reranker_steps: int = Field(150, ge=1, description="re-ranker training steps (150 x 8 questions: about one "
+                                "pass over toyworld's 1064; 60 left it under-trained, docs/reader.md)")
     reranker_batch: int = Field(8, ge=1, description="re-ranker training questions per step")
     reranker_lr: float = Field(3e-4, gt=0, description="re-ranker peak learning rate")
     reader_steps: int = Field(150, ge=1, description="reader (soft prompt) training steps")
