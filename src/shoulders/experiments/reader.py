@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-
 from pydantic import Field
 
 from shoulders.backbone import FrozenLM, GenerationConfig
@@ -130,14 +129,36 @@ def _choose_weights(reranker, dev: list, dev_hits: dict, passages: dict, s: "Rea
     every weight tried (percent)."""
     questions, chosen, table = [q.question for q in dev], {}, {}
     for name in RETRIEVERS:
-        scored = []
-        for w in sorted(s.retriever_weights):
-            ranked = pipeline.rerank_top(reranker, questions, dev_hits[name], passages, s.candidates, w, cache)
-            p1 = 100 * statistics.fmean(bool(r) and r[0].passage_id in q.positive_ids for q, r in zip(dev, ranked))
-            scored.append((p1, -w))
-        chosen[name] = -max(scored)[1]
-        table[name] = {f"{-nw:g}": p1 for p1, nw in scored}
+        chosen[name], table[name] = pipeline.choose_weight(s.retriever_weights, lambda w: own_first(
+            dev, pipeline.rerank_top(reranker, questions, dev_hits[name], passages, s.candidates, w, cache)))
     return chosen, table
+
+
+def own_first(questions: list, ranked: list) -> float:
+    """Percent of questions whose own (positive) passage is ranked first."""
+    return 100 * statistics.fmean(bool(r) and r[0].passage_id in q.positive_ids for q, r in zip(questions, ranked))
+
+
+def mined_negatives(odqa, retr: dict, passages: dict, s: "ReaderSettings") -> list[list[str]]:
+    """Hard negatives per training question, BM25's and dense's interleaved (no seed involved)."""
+    mine = _search(retr, [q.question for q in odqa.train], depth=3 * s.mined + 10)
+    return merge_negatives(*[mine_negatives(None, odqa.train, passages, s.mined, hits=mine[k])
+                             for k in ("bm25", "dense")], k=s.mined)
+
+
+def train_reranker_for(odqa, passages: dict, mined: list, s: "ReaderSettings", seed: int, progress: bool):
+    """The experiment's re-ranker for one seed. Returns (re-ranker, losses)."""
+    examples = reranker_examples(odqa.train, passages, mined, seed=seed)
+    return train_reranker(examples, {**s.reranker, "seed": seed}, steps=s.reranker_steps, batch_size=s.reranker_batch,
+                          lr=s.reranker_lr, seed=seed, progress=progress)
+
+
+def reader_examples(questions: list, contexts: dict, seed: int) -> list[Example]:
+    """The reader's training mixture: each question packed under one of the six
+    configurations, assigned round-robin over a seeded shuffle."""
+    order = random.Random(seed).sample(range(len(questions)), len(questions))
+    return [Example(input=questions[i].question, target=questions[i].answers[0], answers=questions[i].answers,
+                    meta={"context": contexts[CONFIGS[j % len(CONFIGS)]][i].text}) for j, i in enumerate(order)]
 
 
 def _packed(reader: Reader, lm, questions, ranked: dict, passages: dict, window: int | None = None) -> dict:
@@ -228,9 +249,7 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
     if len(s.retriever_weights) > 1 and not odqa.dev:
         log.warning("reader: no dev questions to choose a retriever weight on; using the first, %g",
                     s.retriever_weights[0])
-    mine = _search(retr, [q.question for q in odqa.train], depth=3 * s.mined + 10)
-    mined = merge_negatives(*[mine_negatives(None, odqa.train, passages, s.mined, hits=mine[k])
-                              for k in ("bm25", "dense")], k=s.mined)
+    mined = mined_negatives(odqa, retr, passages, s)
     probe = Reader.build(_reader_config(s, 0), lm)
     clock["retrieval_s"] = time.perf_counter() - t
     # The oracle context: the question's own positive passages. Its EM is the most any
@@ -243,9 +262,7 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
     dev_precision: list[dict] = []
     for seed in seeds:
         t = time.perf_counter()
-        examples = reranker_examples(odqa.train, passages, mined, seed=seed)
-        reranker, losses = train_reranker(examples, {**s.reranker, "seed": seed}, steps=s.reranker_steps,
-                                          batch_size=s.reranker_batch, lr=s.reranker_lr, seed=seed, progress=progress)
+        reranker, losses = train_reranker_for(odqa, passages, mined, s, seed, progress)
         clock["reranker_train_s"] = clock.get("reranker_train_s", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
         cache: dict = {}
@@ -262,11 +279,8 @@ def run_reader(odqa, small_path: str, *, seeds: list[int], quick: bool, out_dir:
         ctx = _packed(probe, lm, [q.question for q in test], ranked, passages)
         ctx_full = _packed(probe, lm, [q.question for q in test], ranked, passages, window=lm.max_context)
         train_ctx = _packed(probe, lm, [q.question for q in rtrain], ranked_train, passages)
-        order = random.Random(seed).sample(range(len(rtrain)), len(rtrain))
-        reader_examples = [Example(input=rtrain[i].question, target=rtrain[i].answers[0], answers=rtrain[i].answers,
-                                   meta={"context": train_ctx[CONFIGS[j % len(CONFIGS)]][i].text})
-                           for j, i in enumerate(order)]
-        reader = _train_reader(lm, s, seed, reader_examples, out_dir / "reader" / "runs" / f"seed{seed}", progress)
+        reader = _train_reader(lm, s, seed, reader_examples(rtrain, train_ctx, seed),
+                               out_dir / "reader" / "runs" / f"seed{seed}", progress)
         clock["reader_train_s"] = clock.get("reader_train_s", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
         for name in CONFIGS:

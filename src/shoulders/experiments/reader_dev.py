@@ -24,12 +24,10 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
     import torch
 
     from shoulders.backbone import FrozenLM
-    from shoulders.data.examples import Example
     from shoulders.experiments import reader as R
     from shoulders.reader import pipeline
     from shoulders.reader.corpus import Passage
     from shoulders.reader.reader import Reader
-    from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
 
     torch.set_num_threads(1)
     if not odqa.dev:
@@ -42,12 +40,8 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
     rtrain = random.Random(0).sample(odqa.train, len(odqa.train))[: base.reader_train_questions]
     dev, dev_q = odqa.dev, [q.question for q in odqa.dev]
     dev_hits, train_hits = R._search(retr, dev_q), R._search(retr, [q.question for q in rtrain])
-    mine = R._search(retr, [q.question for q in odqa.train], depth=3 * base.mined + 10)
-    mined = merge_negatives(*[mine_negatives(None, odqa.train, passages, base.mined, hits=mine[k])
-                              for k in ("bm25", "dense")], k=base.mined)
-    reranker, _ = train_reranker(reranker_examples(odqa.train, passages, mined, seed=seed),
-                                 {**base.reranker, "seed": seed}, steps=base.reranker_steps,
-                                 batch_size=base.reranker_batch, lr=base.reranker_lr, seed=seed, progress=progress)
+    reranker, _ = R.train_reranker_for(odqa, passages, R.mined_negatives(odqa, retr, passages, base), base, seed,
+                                       progress)
     cache: dict = {}
     chosen, _ = R._choose_weights(reranker, dev, dev_hits, passages, base, cache)
     ranked_train = R._configs(train_hits, [q.question for q in rtrain], reranker, passages, base.candidates, cache,
@@ -58,11 +52,8 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
         s = base.model_copy(update={"order": order})
         probe = Reader.build(R._reader_config(s, seed), lm)
         train_ctx = R._packed(probe, lm, [q.question for q in rtrain], ranked_train, passages)
-        shuffle = random.Random(seed).sample(range(len(rtrain)), len(rtrain))
-        examples = [Example(input=rtrain[i].question, target=rtrain[i].answers[0], answers=rtrain[i].answers,
-                            meta={"context": train_ctx[R.CONFIGS[j % len(R.CONFIGS)]][i].text})
-                    for j, i in enumerate(shuffle)]
-        reader = R._train_reader(lm, s, seed, examples, out / "runs" / order, progress)
+        reader = R._train_reader(lm, s, seed, R.reader_examples(rtrain, train_ctx, seed), out / "runs" / order,
+                                 progress)
         cfg = probe.packing(lm)
         for name in R.RETRIEVERS:
             variants = [("no", None, dev_hits[name])]
@@ -75,8 +66,7 @@ def run_reader_dev(odqa, small_path: str, seed: int, orders: list[str], weights:
                 rows.append({
                     "order": order, "retriever": name, "rerank": rerank, "weight": w,
                     "chosen": w == chosen[name],
-                    "own_first": 100 * statistics.fmean(bool(r) and r[0].passage_id in q.positive_ids
-                                                        for q, r in zip(dev, ranked)),
+                    "own_first": R.own_first(dev, ranked),
                     "own_in_window": 100 * statistics.fmean(any(p.id in q.positive_ids for p, _ in c.passages)
                                                             for q, c in zip(dev, ctx)),
                     "em": 100 * statistics.fmean(em),

@@ -102,7 +102,7 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
     from shoulders.modules.io import load_module, save_module
     from shoulders.reader.metrics import gold_recall_at_k, recall_at_k, recall_in_context
     from shoulders.reader.packing import PackingConfig, pack
-    from shoulders.reader.pipeline import rerank_top
+    from shoulders.reader.pipeline import choose_weight, rerank_top
     from shoulders.reader.reranker_data import merge_negatives, mine_negatives, reranker_examples, train_reranker
     from shoulders.reader.retrieval import HybridConfig, HybridRetriever, search_batched
     from shoulders.utils.fs import atomic_write_json
@@ -161,13 +161,11 @@ def evaluate_reranker_on_squad(data_path: str | Path | None = None, out_dir: str
         dev_queries, dev_answers = [q.question for q in dev_qs], [q.answers for q in dev_qs]
         dev_hits, dev_texts = search(dev_queries), coll.passage_texts()
         for name in weights:
-            scored = []
-            for w in sorted(s.retriever_weights):
+            def recall(w, name=name):
                 r = recall_at_k(reranked(dev_queries, dev_hits, name, w), dev_answers, dev_texts, (1, 5))
-                scored.append(((r[1] + r[5]) / 2, -w))
-            best = max(scored)
-            weights[name] = -best[1]
-            dev_choice[name] = {f"{-nw:g}": 100 * v for v, nw in scored}
+                return 100 * (r[1] + r[5]) / 2
+
+            weights[name], dev_choice[name] = choose_weight(s.retriever_weights, recall)
     timing["choose_weight_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

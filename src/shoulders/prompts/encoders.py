@@ -48,9 +48,8 @@ class FrozenEncoder(nn.Module):
         model.eval()
         self._cache: OrderedDict[tuple[int, ...], Tensor] | None = None
         self._cache_size = 0
-        # `precompute`'s states (never evicted, unlike the LRU) and the set they were made from
+        # `precompute`'s states, in its canonical order (never evicted, unlike the LRU)
         self._precomputed: dict[tuple[int, ...], Tensor] = {}
-        self._precomputed_keys: tuple[tuple[int, ...], ...] | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device: str | torch.device | None = None) -> "FrozenEncoder":
@@ -115,12 +114,10 @@ class FrozenEncoder(nn.Module):
         fixed function of the token ids, so while nothing learned sits before it (an ID-PT
         module with encoder_prompt_length 0) each input needs encoding once per run, not
         once per epoch, evaluation and seed. Calls with a prompt are never cached."""
-        self._cache, self._cache_size = OrderedDict(), max_entries
-        self._precomputed, self._precomputed_keys = {}, None
+        self._cache, self._cache_size, self._precomputed = OrderedDict(), max_entries, {}
 
     def disable_cache(self) -> None:
-        self._cache = None
-        self._precomputed, self._precomputed_keys = {}, None
+        self._cache, self._precomputed = None, {}
 
     @contextmanager
     def cache_paused(self):
@@ -149,10 +146,10 @@ class FrozenEncoder(nn.Module):
         if self._cache is None:
             raise RuntimeError("enable_cache() before precompute()")
         keys = tuple(sorted(set(map(tuple, token_ids)), key=lambda k: (len(k), k)))
-        if keys == self._precomputed_keys:
+        if keys == tuple(self._precomputed):  # the same set (its keys are held in this order)
             return False
         self._cache.clear()  # inputs encoded before (in other batches) must not mix in
-        self._precomputed, self._precomputed_keys = {}, None
+        self._precomputed = {}
         fixed: dict[tuple[int, ...], Tensor] = {}
         for i in range(0, len(keys), chunk):
             part = keys[i : i + chunk]
@@ -160,7 +157,7 @@ class FrozenEncoder(nn.Module):
                 hidden, _ = self._encode(part, None)
             for j, k in enumerate(part):
                 fixed[k] = hidden[j, : len(k)].clone()
-        self._precomputed, self._precomputed_keys = fixed, keys  # only once complete
+        self._precomputed = fixed  # only once complete
         return True
 
     def _cached(self, token_ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:

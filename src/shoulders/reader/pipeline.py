@@ -67,6 +67,14 @@ def rerank_top(reranker, questions: Sequence[str], hits: Sequence[Sequence[Hit]]
     return [with_reranked_top(row, top) for row, top in zip(hits, tops)]
 
 
+def choose_weight(weights: Sequence[float], score) -> tuple[float, dict[str, float]]:
+    """The weight whose `score(w)` (higher is better; computed on dev) is highest, ties to the
+    smaller weight, and every weight's score keyed by its `%g` text."""
+    scored = {w: score(w) for w in sorted(weights)}
+    best = max(scored, key=lambda w: (scored[w], -w))
+    return best, {f"{w:g}": v for w, v in scored.items()}
+
+
 def with_reranked_top(hits: Sequence[Hit], top: Sequence[Hit]) -> list[Hit]:
     """A re-ranked top followed by the rest of `hits` in retriever order, scores kept
     descending (so recall@k past the re-ranked depth is the retriever's own)."""
