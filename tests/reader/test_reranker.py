@@ -241,3 +241,19 @@ def test_rerank_top_reranks_the_top_mixes_weights_and_scores_each_pair_once():
     mixed = rerank_top(fake, ["q"], hits, {}, 3, 100.0, cache)[0]
     assert [h.passage_id for h in mixed] == ["a", "b", "c", "d"]  # the retriever's order dominates
     assert fake.scored == 3  # the second weight re-used the cached scores
+
+
+def test_bf16_scores_stay_float32_and_rank_as_fp32_does(tiny_bert):
+    """The encoder's matmuls in bf16 autocast: pooling and head stay float32 (bf16 scores
+    would tie), and the scores stay close to float32's."""
+    cfg = {"encoder": tiny_bert, "max_seq_len": 16}
+    exact, fast = (CrossEncoderReranker.build(RerankerConfig(**cfg, precision=p)) for p in ("fp32", "bf16"))
+    fast.load_state_dict(exact.state_dict())
+    pairs = [f"find w{k}" for k in range(8)], [f"w{k} is alpha" for k in range(8)]
+    a, b = exact.score_pairs(*pairs), fast.score_pairs(*pairs)
+    assert len(set(b)) == len(b)  # no ties from rounding the scores to bf16
+    assert a != b and max(abs(x - y) for x, y in zip(a, b)) < 0.1 * (max(a) - min(a) + 1e-6) + 0.05
+    loss = fast.loss(None, _examples(range(4)))
+    loss.backward()
+    assert loss.dtype == torch.float32 and fast.head.weight.grad is not None
+    assert fast.head.weight.dtype == torch.float32  # weights are never cast

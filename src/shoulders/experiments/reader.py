@@ -73,8 +73,10 @@ class ReaderSettings(StrictModel):
     separator: str = Field("\n", description="between packed passages")
     answer_tokens: int = Field(8, ge=1, description="tokens reserved for (and generated as) the answer")
     prompt_tokens: int = Field(8, ge=1, description="the reader's soft prompt length")
-    reranker: dict = Field(default_factory=lambda: {"num_layers": 2, "max_seq_len": 64, "negatives": 4},
-                           description="RerankerConfig fields of the trained re-ranker")
+    reranker: dict = Field(default_factory=lambda: {"num_layers": 2, "max_seq_len": 64, "negatives": 4,
+                                                    "precision": "auto"},
+                           description="RerankerConfig fields of the trained re-ranker (bf16 autocast where the CPU "
+                           "has bf16 units: same dev choices, faster; docs/reader.md)")
     mined: int = Field(8, ge=1, description="negatives mined per training question (BM25's and dense's, interleaved)")
     reranker_steps: int = Field(150, ge=1, description="re-ranker training steps (150 x 8 questions: about one "
                                 "pass over toyworld's 1064; 60 left it under-trained, docs/reader.md)")

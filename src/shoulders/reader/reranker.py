@@ -47,6 +47,7 @@ from shoulders.prompts.encoders import DEFAULT_ENCODER, resolve_encoder_path
 from shoulders.reader.corpus import Passage
 from shoulders.reader.retrieval.base import Hit, passage_text
 from shoulders.reader.retrieval.hybrid import fuse_minmax
+from shoulders.utils.precision import autocast, resolve_precision
 from shoulders.utils.progress import bar_disabled
 
 __all__ = ["RerankerConfig", "CrossEncoderReranker"]
@@ -75,6 +76,9 @@ class RerankerConfig(ModuleConfig):
     retriever_weight: float = Field(0.0, ge=0, description="final score = re-ranker score + w x the retriever's "
                                     "score, each min-max normalised over the list being re-ranked (score "
                                     "interpolation, as in monoBERT-style pipelines); 0 = the re-ranker alone")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "fp32", description="the encoder's matmuls in bf16 autocast (training and scoring; pooling and head stay "
+        "float32): auto = where the hardware has bf16 units (shoulders.utils.precision), else float32")
     seed: int = Field(0, description="seed of the scoring head's initialisation")
 
 
@@ -196,7 +200,9 @@ class CrossEncoderReranker(SoftModule):
         """[N] scores of N (question, passage text) pairs, with gradients if enabled."""
         enc = self.tokenizer(list(questions), list(texts), truncation=True, max_length=self.config.max_seq_len,
                              padding=True, return_tensors="pt", return_token_type_ids=True).to(self.device)
-        hidden = self.encoder(**enc).last_hidden_state
+        with autocast(resolve_precision(self.config.precision, self.device, "precision"), self.device):
+            hidden = self.encoder(**enc).last_hidden_state
+        hidden = hidden.float()  # pooling and the head in float32: bf16 scores would tie
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.config.pooling == "cls":
             pooled = hidden[:, 0]

@@ -27,6 +27,8 @@ from pydantic import BaseModel, Field, model_validator
 from shoulders.train import loop
 from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
+from shoulders.utils.precision import cpu_has_bf16  # noqa: F401  (re-exported: experiments and tests use it here)
+from shoulders.utils.precision import resolve_precision as _resolve
 from shoulders.utils.strict_model import StrictModel
 
 FORMAT_VERSION = 1
@@ -134,21 +136,9 @@ class PretrainConfig(StrictModel):
         return cls(batch_size=4, warmup_steps=20, lr=6e-3)
 
 
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU units that make a bf16-autocast step faster than fp32
-    (elsewhere bf16 is emulated and slower)."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
-
-
 def resolve_precision(precision: str) -> str:
     """"bf16" or "fp32" for a PretrainConfig.precision on this machine."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"PretrainConfig.precision={precision!r}: expected auto, bf16 or fp32")
-    if precision == "auto":
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return precision
+    return _resolve(precision, "cpu", field="PretrainConfig.precision")
 
 
 def auto_threads(max_threads: int = 4) -> int:
