@@ -37,3 +37,12 @@ def test_candidate_accuracy_top_and_any_shown():
     assert candidate_accuracy(cands, exs, max_shown=1)["any"] == pytest.approx(100 / 3)  # Rome is not shown
     with pytest.raises(ValueError, match="2 candidate sets for 3 examples"):
         candidate_accuracy(cands[:2], exs)
+
+
+def test_candidate_template_fills_answer_count_and_question_once():
+    merged = [("Paris", 3), ("{count}", 1)]
+    assert format_candidates(merged, "{answer} x{count}", " | ") == "Paris x3 | {count} x1"  # an answer's braces stay
+    c = Candidates(merged, n=4)
+    assert c.text(ascending=True, template="{question} {answer}", separator="\n", question="Q: q? A:") == \
+        "Q: q? A: {count}\nQ: q? A: Paris"
+    assert format_candidates([], "{question} {answer}") == "none"

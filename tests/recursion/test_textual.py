@@ -137,3 +137,22 @@ def test_candidate_order_puts_the_most_frequent_nearest_the_question(lm, example
     first, last = _module(lm, stage="pass2"), _module(lm, stage="pass2", candidate_order="ascending")
     assert first.pass2_text(examples[0], cands).startswith("Candidates: Paris (3); Lyon (1). Q:")
     assert last.pass2_text(examples[0], cands).startswith("Candidates: Lyon (1); Paris (3). Q:")
+
+
+def test_candidates_written_as_question_answer_lines(lm, examples):
+    from shoulders.recursion.candidates import Candidates
+
+    module = _module(lm, stage="pass2", candidate_order="ascending", candidate_template="{question} {answer}",
+                     candidate_separator="\n", pass2_template="{candidates}\n{question}")
+    question = module.config.text.render(examples[0].input)
+    text = module.pass2_text(examples[0], Candidates([("Paris", 3), ("Lyon", 1)], n=4))
+    assert text == f"{question} Lyon\n{question} Paris\n{question}"
+
+
+def test_templates_that_would_hide_the_candidates_are_refused(lm):
+    import pytest
+
+    with pytest.raises(ValueError, match="pass2_template .* has no {candidates}"):
+        _module(lm, stage="pass2", pass2_template="{question}")
+    with pytest.raises(ValueError, match="candidate_template .* has no {answer}"):
+        _module(lm, stage="pass2", candidate_template="({count})")

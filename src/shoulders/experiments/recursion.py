@@ -70,14 +70,20 @@ class RecursionSettings(StrictModel):
     pretrain_steps: int = Field(100, ge=0, description="Connector LM pre-training on the corpus; 0 = none")
     pretrain_batch: int = Field(16, ge=1, description="Connector pre-training batch size")
     pretrain_lr: float = Field(1e-3, gt=0, description="Connector pre-training learning rate")
-    candidates: int = Field(5, ge=1, description="textual recursion's n (pass-1 samples per question)")
+    candidates: int = Field(8, ge=1, description="textual recursion's n (pass-1 samples per question)")
     cross_fit: int = Field(0, ge=0, description="textual pass 2 trains on candidates from pass-1 prompts fitted "
                            "without those questions (this many folds of the training set; 0 = prompt1's own "
                            "samples on its own training questions)")
-    include_greedy: bool = Field(False, description="textual: pass 1's greedy answer is one more candidate vote")
+    include_greedy: bool = Field(True, description="textual: pass 1's greedy answer is one more candidate vote")
     candidate_order: Literal["descending", "ascending"] = Field("descending", description="textual: the candidates "
                                                                 "most frequent first | last, nearest the question")
-    temperature: float = Field(1.0, gt=0, description="textual pass 1's sampling temperature")
+    pass2_template: str = Field("Candidates: {candidates}. {question}", description="textual pass 2's input "
+                                "(TextualRecursionConfig.pass2_template)")
+    candidate_template: str = Field("{answer} ({count})", description="textual: how each candidate is written "
+                                    "({answer}, {count}, {question})")
+    candidate_separator: str = Field("; ", description="textual: between the written candidates")
+    temperature: float = Field(0.5, gt=0, description="textual pass 1's sampling temperature (n, temperature and "
+                               "include_greedy chosen on dev: docs/recursion.md)")
     top_p: float = Field(0.95, gt=0, le=1, description="textual pass 1's nucleus sampling (1 = off)")
     eval_every: int = Field(100, ge=1, description="steps between dev evaluations during training (the best on "
                             "dev is kept)")
@@ -166,7 +172,8 @@ def _textual(small, task, test, settings, seed, single_dir, run, progress, lr: f
            "sampling": {"n": settings.candidates, "temperature": settings.temperature, "top_p": settings.top_p,
                         "seed": seed, "max_new_tokens": settings.max_new_tokens,
                         "include_greedy": settings.include_greedy},
-           "candidate_order": settings.candidate_order}
+           "candidate_order": settings.candidate_order, "pass2_template": settings.pass2_template,
+           "candidate_template": settings.candidate_template, "candidate_separator": settings.candidate_separator}
     module = TextualRecursion.build(TextualRecursionConfig(**cfg), small)
     if settings.cross_fit > 1:
         k = settings.cross_fit

@@ -10,6 +10,7 @@ first (so it wins ties): the candidates then always hold the single pass's own a
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,10 @@ from shoulders.backbone.generation import GenerationConfig
 from shoulders.backbone.layout import Prefix
 from shoulders.data.metrics import normalize_answer
 from shoulders.modules.base import StrictModel
+
+
+DEFAULT_CANDIDATE = "{answer} ({count})"
+_FIELD = re.compile(r"\{(answer|count|question)\}")
 
 
 class SamplingConfig(StrictModel):
@@ -49,10 +54,12 @@ class Candidates:
         """Share of samples that agree with the top answer, in [0, 1]."""
         return self.merged[0][1] / self.n if self.merged else 0.0
 
-    def text(self, max_shown: int | None = None, ascending: bool = False) -> str:
-        """The `max_shown` most frequent, most frequent first (`ascending`: last)."""
+    def text(self, max_shown: int | None = None, ascending: bool = False, template: str = DEFAULT_CANDIDATE,
+             separator: str = "; ", question: str = "") -> str:
+        """The `max_shown` most frequent, most frequent first (`ascending`: last), each
+        written by `template` (see `format_candidates`)."""
         shown = self.merged[:max_shown] if max_shown else self.merged
-        return format_candidates(shown[::-1] if ascending else shown)
+        return format_candidates(shown[::-1] if ascending else shown, template, separator, question)
 
 
 def merge_candidates(texts: Sequence[str]) -> list[tuple[str, int]]:
@@ -71,8 +78,17 @@ def merge_candidates(texts: Sequence[str]) -> list[tuple[str, int]]:
     return [(spelling, count) for spelling, count, _ in ordered]
 
 
-def format_candidates(merged: Sequence[tuple[str, int]]) -> str:
-    return "; ".join(f"{a} ({c})" for a, c in merged) if merged else "none"
+def format_candidates(merged: Sequence[tuple[str, int]], template: str = DEFAULT_CANDIDATE, separator: str = "; ",
+                      question: str = "") -> str:
+    """Each (answer, count) written by `template` ({answer}, {count} and {question} are
+    filled in one pass, so braces inside an answer stay as they are), joined by
+    `separator`; `none` when there is no answer."""
+    if not merged:
+        return "none"
+    def one(answer: str, count: int) -> str:
+        values = {"answer": answer, "count": str(count), "question": question}
+        return _FIELD.sub(lambda m: values[m.group(1)], template)
+    return separator.join(one(a, c) for a, c in merged)
 
 
 def sample_candidates(backbone, prefix: Prefix, ids: list[list[int]], cfg: SamplingConfig,

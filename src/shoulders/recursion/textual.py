@@ -4,6 +4,9 @@ Both passes run the same frozen LM, each behind its own learned prompt. Pass 2 r
 `pass2_template` with `{candidates}` (pass 1's samples merged with counts, see
 `shoulders.recursion.candidates`) and `{question}` (the question through
 `text.template`), e.g. `Candidates: Paris (3); Lyon (1). Q: Where was Ada born? A:`.
+Each candidate is written by `candidate_template` ({answer}, {count}, {question}) and
+joined by `candidate_separator`, so pass 2 can also read them in a format the backbone
+already knows, e.g. one `Q: ... A: Paris` line per candidate (docs/recursion.md).
 
 Training is two runs of the common Trainer, chosen by `stage`:
 
@@ -26,12 +29,12 @@ import zlib
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor
 
 from shoulders.backbone.generation import Generation, GenerationConfig
 from shoulders.data.examples import Example
-from shoulders.recursion.candidates import Candidates, SamplingConfig, sample_candidates
+from shoulders.recursion.candidates import DEFAULT_CANDIDATE, Candidates, SamplingConfig, sample_candidates
 from shoulders.recursion.common import TwoPassConfig, TwoPassModule
 
 
@@ -45,6 +48,23 @@ class TextualRecursionConfig(TwoPassConfig):
     candidate_order: Literal["descending", "ascending"] = Field(
         "descending", description="the merged candidates by count: descending = the most frequent first; "
         "ascending = the most frequent last, nearest the question (docs/recursion.md)")
+    candidate_template: str = Field(DEFAULT_CANDIDATE, description="how each merged candidate is written: "
+                                    "{answer}, {count}, and {question} (the question through text.template)")
+    candidate_separator: str = Field("; ", description="between the written candidates")
+
+    @field_validator("pass2_template")
+    @classmethod
+    def _has_candidates(cls, v: str) -> str:
+        if "{candidates}" not in v:
+            raise ValueError(f"pass2_template {v!r} has no {{candidates}}: pass 2 would never see pass 1's answers")
+        return v
+
+    @field_validator("candidate_template")
+    @classmethod
+    def _has_answer(cls, v: str) -> str:
+        if "{answer}" not in v:
+            raise ValueError(f"candidate_template {v!r} has no {{answer}}")
+        return v
 
 
 class TextualRecursion(TwoPassModule):
@@ -95,7 +115,9 @@ class TextualRecursion(TwoPassModule):
 
     def pass2_text(self, example: Example, candidates: Candidates) -> str:
         question = self.config.text.render(example.input)
-        shown = candidates.text(self.config.sampling.max_shown, ascending=self.config.candidate_order == "ascending")
+        c = self.config
+        shown = candidates.text(c.sampling.max_shown, ascending=c.candidate_order == "ascending",
+                                template=c.candidate_template, separator=c.candidate_separator, question=question)
         return self.config.pass2_template.replace("{candidates}", shown).replace("{question}", question)
 
     # ---------------------------------------------------------------- passes
