@@ -23,11 +23,16 @@ DEFAULTS = {  # (full run, --quick): sized for ~15 and ~2 minutes of `all` on 2 
              ["toy-small", "toy-large", "gpt2-mini", "gpt2"]),
     # not in `all`: ~6 minutes on its own (4 of CPU: one thread, 2 shared cores)
     "checkpointing": (["gpt2-mini", "llama-mini", "gpt2"], ["gpt2-mini", "llama-mini"]),
+    # not in `all`: the pre-training rows' backbones (the re-ranker's rows always run)
+    "precision": (["toy-small", "toy-large"], ["toy-small"]),
 }
+# timed rounds when --repeats is not given (full run, --quick); others: (3, 2)
+REPEATS = {"precision": (7, 2)}  # its rounds take seconds, and a ratio wants more of them
 # the sizes measured again at --long-input-tokens, when --sizes is not given
 LONG_DEFAULTS = {"checkpointing": (["gpt2-mini", "llama-mini"], ["gpt2-mini"])}
 SECTIONS = {"train": ("Training step", "train"), "generate": ("Generation", "generate"),
-            "idpt": ("ID-PT overhead", "idpt"), "checkpointing": ("Gradient checkpointing", "checkpointing")}
+            "idpt": ("ID-PT overhead", "idpt"), "checkpointing": ("Gradient checkpointing", "checkpointing"),
+            "precision": ("Precision: float32 vs bf16 autocast", "precision")}
 
 
 def resolve(args) -> tuple[torch.device, torch.dtype]:
@@ -88,6 +93,13 @@ def run_one(name: str, args, device, dtype, repeats: int) -> tuple[dict, object]
         result = run_checkpointing_bench(sizes, w, repeats, args.warmup, device, dtype,
                                          _get(args, "long_input_tokens", 512), long_sizes, args.clock)
         return result, checkpointing_markdown
+    if name == "precision":
+        from shoulders.bench.precision import PrecisionWorkload, precision_markdown, run_precision_bench
+
+        quick = {"score_questions": 20} if args.quick else {}
+        w = PrecisionWorkload(**{**quick, **{k: v for k in ("questions", "score_questions", "batch", "seq_len")
+                                            if (v := _get(args, k, None)) is not None}})
+        return run_precision_bench(sizes, w, repeats, args.warmup, args.clock), precision_markdown
     from shoulders.bench.idpt_overhead import IdptWorkload, idpt_markdown, run_idpt_bench
 
     return run_idpt_bench(sizes, IdptWorkload(), repeats, args.warmup, device, dtype, args.clock), idpt_markdown
@@ -100,8 +112,8 @@ def run_benches(names: list[str], args) -> int:
     hf_logging.disable_progress_bar()  # one bar per encoder load would drown the tables
     threads = setup_threads(args.threads or None)
     device, dtype = resolve(args)
-    repeats = args.repeats or (2 if args.quick else 3)
     for name in names:
+        repeats = args.repeats or REPEATS.get(name, (3, 2))[1 if args.quick else 0]
         t0 = time.perf_counter()
         machine = report.machine_info(device)
         result, markdown = run_one(name, args, device, dtype, repeats)

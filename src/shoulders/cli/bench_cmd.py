@@ -1,4 +1,4 @@
-"""shoulders bench train|generate|idpt|checkpointing|all, plus the benches other files provide.
+"""shoulders bench train|generate|idpt|checkpointing|precision|all, plus the benches other files provide.
 
 Our benches share one set of flags (device, dtype, threads, repeats, where to write).
 Benches living in other files plug in by name: `shoulders bench retrieval` runs
@@ -30,7 +30,7 @@ def _common(p: argparse.ArgumentParser, sizes: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
-    p.add_argument("--repeats", type=int, default=0, help="timed rounds after the warm-up (default 3, --quick 2)")
+    p.add_argument("--repeats", type=int, default=0, help="timed rounds after the warm-up (default 3, precision 7; --quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="discarded rounds before timing")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time, or process CPU time (for a machine shared with other jobs: use with --threads 1)")
@@ -82,6 +82,14 @@ def add_parser(sub) -> None:
                    help="the input length of the long rows (0: no long rows)")
     c.add_argument("--long-sizes", help="comma-separated backbones measured again at --long-input-tokens "
                    "(default: gpt2-mini,llama-mini, or none when --sizes is given)")
+    pr = bsub.add_parser("precision", help="float32 vs bf16 autocast on this CPU: the re-ranker's training step "
+                         "and scoring (with the score differences), toy backbones' pre-training steps")
+    _common(pr)  # --sizes: the pre-training rows' backbones (toy-small,toy-large; --quick toy-small)
+    pr.add_argument("--questions", type=int, default=None, help="questions per re-ranker training step (default 8)")
+    pr.add_argument("--score-questions", type=int, default=None,
+                    help="questions scored, 5 candidates each (default 100, --quick 20)")
+    pr.add_argument("--batch", type=int, default=None, help="rows per pre-training step (default 8)")
+    pr.add_argument("--seq-len", type=int, default=None, help="tokens per pre-training row (default 256)")
     a = bsub.add_parser("all", help="train, generate and idpt with their default sizes")
     _common(a, sizes=False)
     for name, (_, _, _, help_) in PLUGINS.items():
@@ -90,7 +98,8 @@ def add_parser(sub) -> None:
         pp = bsub.add_parser(name, help=help_, add_help=False, prefix_chars="\x00")
         pp.add_argument("rest", nargs="*")
         pp.set_defaults(func=_run_plugin, plugin=name)
-    for sp, name in ((t, "train"), (g, "generate"), (i, "idpt"), (c, "checkpointing"), (a, "all")):
+    for sp, name in ((t, "train"), (g, "generate"), (i, "idpt"), (c, "checkpointing"), (pr, "precision"),
+                     (a, "all")):
         sp.set_defaults(func=run, bench=name)
 
 
@@ -119,5 +128,10 @@ def run(args) -> int:
     if args.clock == "cpu" and args.device.startswith("cuda"):
         raise UserError("--clock cpu measures host CPU time: use it on CPU only (GPU runs are timed on the wall clock)")
 
+    if args.bench == "precision":
+        if args.device not in ("auto", "cpu") or args.dtype not in ("auto", "float32"):
+            raise UserError("the precision bench compares float32 with bf16 autocast on the CPU: use --device cpu "
+                            "and --dtype float32 (or leave them out)")
+        args.device, args.dtype = "cpu", "float32"
     names = ["train", "generate", "idpt"] if args.bench == "all" else [args.bench]
     return run_benches(names, args)

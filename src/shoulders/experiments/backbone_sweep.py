@@ -22,8 +22,9 @@ row as context and with one short document as context, and prints the loss curve
 long the model takes to start copying; docs/backbones.md).
 
 `--step-speed` instead times one pre-training step (batch 8 x 256 tokens, one thread) of
-each preset's shape and two wider ones in float32 and in bf16 autocast, side by side in one
-run, and prints the ratios (what `PretrainConfig.precision="auto"` gains on this CPU).
+toy-small's shape and four wider or deeper ones in float32 and in bf16 autocast, side by side
+in one run, and prints the ratios (what `PretrainConfig.precision="auto"` gains on this CPU);
+`shoulders bench precision` times the same step for the presets, next to the re-ranker's.
 
 A variant is `small:` or `large:` (the preset to start from) then `key=value` pairs:
 model fields (`hidden_size`, `num_layers`, `intermediate_size`, `lr`, ...), `corpus.X`,
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 
 from shoulders.toyworld.pretrain import cpu_has_bf16
-from shoulders.train.loop import set_lr, update, warmup_then
+from shoulders.train.loop import set_lr, warmup_then
 from shoulders.utils.fs import atomic_write_json
 
 
@@ -107,36 +108,17 @@ def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
 def step_speed(shapes: tuple[tuple[int, int, int], ...] = ((128, 4, 512), (128, 8, 512), (192, 6, 768),
                                                            (256, 6, 1024), (256, 8, 1024)),
                steps: int = 6, vocab: int = 3072) -> list[dict]:
-    """Median seconds per training step, fp32 and bf16 autocast, for (hidden, layers, ffn) shapes."""
-    import statistics
-    import time as _time
+    """Median seconds per pre-training step, fp32 and bf16 autocast, for (hidden, layers, ffn)
+    shapes (heads of 32 dimensions): the precision bench's pre-training rows
+    (`shoulders.bench.precision.pretrain_rows`, the two alternating), the first step a warm-up."""
+    from shoulders.bench.precision import pretrain_rows
+    from shoulders.toyworld.pretrain import ModelConfig
 
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    rows = []
-    for hidden, layers, ffn in shapes:
-        row = {"hidden": hidden, "layers": layers, "cpu_has_bf16": cpu_has_bf16()}
-        for precision in ("fp32", "bf16"):
-            torch.manual_seed(0)
-            model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
-                                                 num_hidden_layers=layers, num_attention_heads=hidden // 32,
-                                                 max_position_embeddings=256, tie_word_embeddings=True))
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            batch = torch.randint(0, vocab, (8, 256), generator=torch.Generator().manual_seed(0))
-            times = []
-            for _ in range(steps):
-                start = _time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    loss = model(input_ids=batch, labels=batch).loss
-                loss.backward()
-                update(opt)
-                times.append(_time.perf_counter() - start)
-            row["params"] = sum(p.numel() for p in model.parameters())
-            row[f"{precision}_s"] = statistics.median(times[1:])  # the first step warms up
-        row["speedup"] = row["fp32_s"] / row["bf16_s"]
-        rows.append(row)
-    return rows
+    models = [ModelConfig(name=f"{h}x{n}x{f}", hidden_size=h, num_layers=n, num_heads=h // 32, intermediate_size=f)
+              for h, n, f in shapes]
+    rows = pretrain_rows(models, vocab, repeats=steps - 1, warmup=1, progress=lambda _: None)
+    return [{"hidden": r["hidden"], "layers": r["layers"], "cpu_has_bf16": cpu_has_bf16(), "params": r["params"],
+             "fp32_s": r["step_s"]["fp32"], "bf16_s": r["step_s"]["bf16"], "speedup": r["speedup"]} for r in rows]
 
 
 def copy_plateau(steps: int = 800, every: int = 100, lr: float = 1e-3, seed: int = 0) -> list[dict]:
