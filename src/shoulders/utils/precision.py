@@ -31,8 +31,8 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu", field:
     if precision != "auto":
         return precision
     kind = torch.device(device).type
-    if kind == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cuda":  # native bf16 only (compute capability 8.0+): older GPUs emulate it, slowly
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if kind == "cpu" and cpu_has_bf16() else "fp32"
 
 
