@@ -257,3 +257,19 @@ def test_bf16_scores_stay_float32_and_rank_as_fp32_does(tiny_bert):
     loss.backward()
     assert loss.dtype == torch.float32 and fast.head.weight.grad is not None
     assert fast.head.weight.dtype == torch.float32  # weights are never cast
+
+
+def test_a_reranker_saved_before_precision_existed_loads_in_float32(tiny_bert, tmp_path):
+    """module.json written before `precision` was a field: it loads, and scores as it was
+    trained (float32), whatever the CPU has."""
+    module = CrossEncoderReranker.build(RerankerConfig(encoder=tiny_bert, max_seq_len=16, precision="bf16"))
+    save_module(module, tmp_path / "rr")
+    path = tmp_path / "rr" / "module.json"
+    meta = json.loads(path.read_text())
+    del meta["config"]["precision"]
+    path.write_text(json.dumps(meta))
+    loaded = load_module(tmp_path / "rr")
+    assert loaded.config.precision == "fp32"
+    texts = ["w1 is alpha", "w2 is beta"]
+    module.config = module.config.model_copy(update={"precision": "fp32"})
+    assert loaded.score("find w1", texts) == pytest.approx(module.score("find w1", texts), abs=1e-5)
