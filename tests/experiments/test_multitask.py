@@ -94,3 +94,29 @@ def test_real_tasks_bad_label_and_cli(tmp_path):
         load_real_task("rte", tmp_path)
     args = build_parser().parse_args(["real-tasks", "--quick", "--seeds", "0", "1", "--data-dir", str(tmp_path)])
     assert args.seeds == [0, 1] and args.quick and callable(args.func)
+
+
+def _fake_run(average: float) -> dict:
+    return {"test": {"average": average, "clusters": {"c": average}, "tasks": {"t": average}},
+            "dev_curve": [[2, average]], "trainable_params": 1, "step_ms": 1.0, "fit_s": 1.0}
+
+
+def test_parts_and_assembly_follow_each_methods_seeds(tmp_path):
+    """`seeds: N` in a method's spec: its runs are the first N module seeds, the assembly
+    wants exactly those (a missing run is an error, not a smaller mean), and a bad N is named."""
+    from shoulders.experiments.multitask import assemble_multitask, multitask_parts
+
+    methods = {"idpt": None}  # prompt tuning on every seed, the fine-tuned reference (seeds: 1) on the first
+    parts = multitask_parts([3, 4, 5], methods)
+    assert parts == [("prompt_tuning", 3), ("finetune", 3), ("prompt_tuning", 4), ("prompt_tuning", 5)]
+    runs = {p: _fake_run(10.0 * i) for i, p in enumerate(parts)}
+    section = assemble_multitask(runs, ["t"], "backbone", seeds=[3, 4, 5], quick=True, out_dir=tmp_path,
+                                 methods=methods)
+    assert section["prompt_tuning"]["per_seed_average"] == [0.0, 20.0, 30.0]
+    assert section["finetune"]["per_seed_average"] == [10.0] and section["finetune"]["seeds"] == 1
+    assert "| **16.7 ± 15.3** | **10.0** |" in section["table_markdown"]
+    del runs[("prompt_tuning", 4)]
+    with pytest.raises(ValueError, match=r"no run for \(method, seed\) \[\('prompt_tuning', 4\)\]"):
+        assemble_multitask(runs, ["t"], "backbone", seeds=[3, 4, 5], quick=True, out_dir=tmp_path, methods=methods)
+    with pytest.raises(ValueError, match=r"methods\['finetune'\]\['seeds'\]=0: expected a positive integer"):
+        multitask_parts([0], {"finetune": {"lr": 1e-3, "module": {}, "seeds": 0}})

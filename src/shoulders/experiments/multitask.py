@@ -10,7 +10,9 @@ size, warm-up/decay schedule and dev-evaluation schedule, through the same `Trai
 
 Each method keeps its own learning rate and sizes (tuned on dev only; see `METHODS`).
 Model selection uses dev only (the Trainer keeps the best dev checkpoint); the reported
-scores are on each task's *test* split, in percent, mean and std over seeds.
+scores are on each task's *test* split, in percent, mean and std over seeds (a method
+whose `METHODS` entry has `seeds: N` runs on the first N module seeds only: the
+fine-tuned reference on one, shown without a std).
 """
 from __future__ import annotations
 
@@ -212,18 +214,21 @@ def table_markdown(section: dict) -> str:
     methods = [m for m in ORDER if m in section]
     head = "| Cluster | " + " | ".join(LABELS[m] for m in methods) + " | Paper (ID-PT on frozen J1-Large 7B vs T0++ 11B) |"
     lines = [head, "|" + "---|" * (len(methods) + 2)]
-    def cell(m: str, mean: float, std: float) -> str:  # one seed has no std to show
-        return f"{mean:.1f}" if section[m].get("seeds", 2) == 1 else f"{mean:.1f} ± {std:.1f}"
+    def single(m: str) -> bool:  # one seed has no std to show
+        return len(section[m]["per_seed_average"]) == 1
+
+    def cell(m: str, mean: float, std: float) -> str:
+        return f"{mean:.1f}" if single(m) else f"{mean:.1f} ± {std:.1f}"
 
     for c in section[methods[0]]["clusters"]:
         cells = [cell(m, section[m]['clusters'][c], section[m]['clusters_std'][c]) for m in methods]
         lines.append(f"| {c} | " + " | ".join(cells) + f" | {_paper_note(c)} |")
     cells = [f"**{cell(m, section[m]['average'], section[m]['average_std'])}**" for m in methods]
     lines.append("| **Average** | " + " | ".join(cells) + " | matched on average |")
-    single = [LABELS[m] for m in methods if section[m].get("seeds", 2) == 1]
+    one = [LABELS[m] for m in methods if single(m)]
     params = ", ".join(f"{LABELS[m]} {section[m]['trainable_params']:,}" for m in methods)
     lines.append(f"\nTest scores (%), mean ± std over seeds; trainable parameters: {params}."
-                 + (f" {', '.join(single)}: one seed (no std)." if single else ""))
+                 + (f" {', '.join(one)}: one seed (no std)." if one else ""))
     if "idpt_overhead" in section:
         o = section["idpt_overhead"]
         lines.append(f"Generating p(x) costs {o['idpt_prefix_ms']:.1f} ms per batch of {o['batch_size']} next to "
@@ -233,7 +238,17 @@ def table_markdown(section: dict) -> str:
 
 
 def _specs(methods: dict[str, dict] | None) -> dict[str, dict]:
-    return {m: s for m, s in {**METHODS, **(methods or {})}.items() if s is not None}
+    specs = {m: s for m, s in {**METHODS, **(methods or {})}.items() if s is not None}
+    for m, s in specs.items():
+        n = s.get("seeds")
+        if n is not None and (type(n) is not int or n < 1):
+            raise ValueError(f"methods[{m!r}]['seeds']={n!r}: expected a positive integer (the first N module seeds)")
+    return specs
+
+
+def method_seeds(spec: dict, seeds: list[int]) -> list[int]:
+    """The module seeds a method runs on: the first `spec["seeds"]` of `seeds`, else all."""
+    return list(seeds)[:spec.get("seeds", len(seeds))]
 
 
 def multitask_parts(seeds: list[int], methods: dict[str, dict] | None = None) -> list[tuple[str, int]]:
@@ -243,7 +258,7 @@ def multitask_parts(seeds: list[int], methods: dict[str, dict] | None = None) ->
     order or process and give the same numbers."""
     specs = _specs(methods)
     return [(m, seed) for i, seed in enumerate(seeds) for m in ORDER
-            if m in specs and i < specs[m].get("seeds", len(seeds))]
+            if m in specs and i < len(method_seeds(specs[m], seeds))]
 
 
 def run_multitask_part(tasks: list[Task], backbone_path: str, method: str, seed: int, *, quick: bool, out_dir: Path,
@@ -294,7 +309,10 @@ def assemble_multitask(runs: dict[tuple[str, int], dict], task_names: list[str],
     out_dir = Path(out_dir)
     budget = budget or (QUICK if quick else FULL)
     specs = _specs(methods)
-    section: dict = {m: aggregate([runs[(m, s)] for s in seeds if (m, s) in runs]) for m in ORDER if m in specs}
+    missing = [(m, s) for m in ORDER if m in specs for s in method_seeds(specs[m], seeds) if (m, s) not in runs]
+    if missing:
+        raise ValueError(f"assemble_multitask: no run for (method, seed) {missing}")
+    section: dict = {m: aggregate([runs[(m, s)] for s in method_seeds(specs[m], seeds)]) for m in ORDER if m in specs}
     last = runs.get(("idpt", seeds[-1]), {})
     if "idpt_overhead" in last:
         section["idpt_overhead"] = last["idpt_overhead"]
