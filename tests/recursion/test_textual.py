@@ -156,3 +156,26 @@ def test_templates_that_would_hide_the_candidates_are_refused(lm):
         _module(lm, stage="pass2", pass2_template="{question}")
     with pytest.raises(ValueError, match="candidate_template .* has no {answer}"):
         _module(lm, stage="pass2", candidate_template="({count})")
+
+
+def test_pass2_fills_its_template_once_so_an_answers_braces_stay(lm, examples):
+    from shoulders.recursion.candidates import Candidates
+
+    module = _module(lm, stage="pass2")
+    question = module.config.text.render(examples[0].input)
+    text = module.pass2_text(examples[0], Candidates([("{question}", 2), ("{candidates}", 1)], n=3))
+    assert text == f"Candidates: {{question}} (2); {{candidates}} (1). {question}"
+
+
+def test_the_experiments_settings_refuse_bad_templates_up_front():
+    """RecursionSettings checks the templates it hands to TextualRecursionConfig, so a bad one
+    stops the run before the single pass trains."""
+    import pytest
+    from pydantic import ValidationError
+
+    from shoulders.experiments.recursion import RecursionSettings
+
+    with pytest.raises(ValidationError, match="pass2_template .* has no {candidates}"):
+        RecursionSettings(pass2_template="{question}")
+    with pytest.raises(ValidationError, match="candidate_template .* has no {answer}"):
+        RecursionSettings(candidate_template="{question}")

@@ -31,15 +31,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shoulders.backbone import FrozenLM
 from shoulders.data.examples import Task
 from shoulders.modules import load_module
 from shoulders.recursion import NeuralRecursion, NeuralRecursionConfig, TextualRecursion, TextualRecursionConfig
+from shoulders.recursion.candidates import DEFAULT_CANDIDATE, DEFAULT_SEPARATOR
 from shoulders.recursion.evaluate import candidate_accuracy, score_gated, score_neural, score_single, score_textual, summarize
 from shoulders.recursion.gated import choose_threshold, gate_sweep, plot_gate_sweep
 from shoulders.recursion.pretrain import pretrain_connector
+from shoulders.recursion.textual import DEFAULT_PASS2, check_candidate_template, check_pass2_template
 from shoulders.train import Trainer, load_config
 from shoulders.utils.fs import atomic_write_json, atomic_write_text
 from shoulders.utils.strict_model import StrictModel
@@ -77,11 +79,11 @@ class RecursionSettings(StrictModel):
     include_greedy: bool = Field(True, description="textual: pass 1's greedy answer is one more candidate vote")
     candidate_order: Literal["descending", "ascending"] = Field("descending", description="textual: the candidates "
                                                                 "most frequent first | last, nearest the question")
-    pass2_template: str = Field("Candidates: {candidates}. {question}", description="textual pass 2's input "
+    pass2_template: str = Field(DEFAULT_PASS2, description="textual pass 2's input "
                                 "(TextualRecursionConfig.pass2_template)")
-    candidate_template: str = Field("{answer} ({count})", description="textual: how each candidate is written "
+    candidate_template: str = Field(DEFAULT_CANDIDATE, description="textual: how each candidate is written "
                                     "({answer}, {count}, {question})")
-    candidate_separator: str = Field("; ", description="textual: between the written candidates")
+    candidate_separator: str = Field(DEFAULT_SEPARATOR, description="textual: between the written candidates")
     temperature: float = Field(0.5, gt=0, description="textual pass 1's sampling temperature (n, temperature and "
                                "include_greedy chosen on dev: docs/recursion.md)")
     top_p: float = Field(0.95, gt=0, le=1, description="textual pass 1's nucleus sampling (1 = off)")
@@ -94,6 +96,17 @@ class RecursionSettings(StrictModel):
                                   "points of the best")
     ablation: bool = Field(False, description="also train neural_no_lm_pretrain (neural recursion without the "
                            "Connector's LM pre-training): about a fifth more of the experiment's time")
+
+    # checked here too, so a bad template stops the run before the single pass trains, not after
+    @field_validator("pass2_template")
+    @classmethod
+    def _pass2_template(cls, v: str) -> str:
+        return check_pass2_template(v)
+
+    @field_validator("candidate_template")
+    @classmethod
+    def _candidate_template(cls, v: str) -> str:
+        return check_candidate_template(v)
 
     @classmethod
     def full(cls) -> "RecursionSettings":

@@ -3,7 +3,8 @@
 The format, which tests pin down: samples are stripped; empty ones are dropped;
 duplicates are merged by their SQuAD-normalised form (case, punctuation, articles) and
 shown in their first-seen spelling; the merged answers are ordered by count (most
-first), ties by first appearance, and written `Paris (3); Lyon (1)`. (An answer that
+first), ties by first appearance, and written `Paris (3); Lyon (1)` by default (the
+`template` and `separator` of `format_candidates` write them otherwise). (An answer that
 normalises to nothing, such as "A", is keyed by its lower-cased text instead.) No answer at all
 is written `none`. With `include_greedy`, pass 1's greedy answer is one more vote, cast
 first (so it wins ties): the candidates then always hold the single pass's own answer.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import Field
 
@@ -23,7 +25,18 @@ from shoulders.modules.base import StrictModel
 
 
 DEFAULT_CANDIDATE = "{answer} ({count})"
-_FIELD = re.compile(r"\{(answer|count|question)\}")
+DEFAULT_SEPARATOR = "; "
+
+
+@lru_cache(maxsize=None)
+def _field_pattern(names: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\{(" + "|".join(map(re.escape, names)) + r")\}")
+
+
+def fill(template: str, **values: str) -> str:
+    """`template` with each `{name}` of `values` replaced in one pass, so braces inside a
+    value (an answer, a question) stay as they are; other braces are left alone."""
+    return _field_pattern(tuple(values)).sub(lambda m: values[m.group(1)], template)
 
 
 class SamplingConfig(StrictModel):
@@ -55,7 +68,7 @@ class Candidates:
         return self.merged[0][1] / self.n if self.merged else 0.0
 
     def text(self, max_shown: int | None = None, ascending: bool = False, template: str = DEFAULT_CANDIDATE,
-             separator: str = "; ", question: str = "") -> str:
+             separator: str = DEFAULT_SEPARATOR, question: str = "") -> str:
         """The `max_shown` most frequent, most frequent first (`ascending`: last), each
         written by `template` (see `format_candidates`)."""
         shown = self.merged[:max_shown] if max_shown else self.merged
@@ -78,17 +91,14 @@ def merge_candidates(texts: Sequence[str]) -> list[tuple[str, int]]:
     return [(spelling, count) for spelling, count, _ in ordered]
 
 
-def format_candidates(merged: Sequence[tuple[str, int]], template: str = DEFAULT_CANDIDATE, separator: str = "; ",
-                      question: str = "") -> str:
+def format_candidates(merged: Sequence[tuple[str, int]], template: str = DEFAULT_CANDIDATE,
+                      separator: str = DEFAULT_SEPARATOR, question: str = "") -> str:
     """Each (answer, count) written by `template` ({answer}, {count} and {question} are
     filled in one pass, so braces inside an answer stay as they are), joined by
     `separator`; `none` when there is no answer."""
     if not merged:
         return "none"
-    def one(answer: str, count: int) -> str:
-        values = {"answer": answer, "count": str(count), "question": question}
-        return _FIELD.sub(lambda m: values[m.group(1)], template)
-    return separator.join(one(a, c) for a, c in merged)
+    return separator.join(fill(template, answer=a, count=str(c), question=question) for a, c in merged)
 
 
 def sample_candidates(backbone, prefix: Prefix, ids: list[list[int]], cfg: SamplingConfig,

@@ -34,8 +34,25 @@ from torch import Tensor
 
 from shoulders.backbone.generation import Generation, GenerationConfig
 from shoulders.data.examples import Example
-from shoulders.recursion.candidates import DEFAULT_CANDIDATE, Candidates, SamplingConfig, sample_candidates
+from shoulders.recursion.candidates import (DEFAULT_CANDIDATE, DEFAULT_SEPARATOR, Candidates, SamplingConfig, fill,
+                                            sample_candidates)
 from shoulders.recursion.common import TwoPassConfig, TwoPassModule
+
+DEFAULT_PASS2 = "Candidates: {candidates}. {question}"
+
+
+def check_pass2_template(v: str) -> str:
+    """A pass-2 template must show the candidates (validates `pass2_template` fields)."""
+    if "{candidates}" not in v:
+        raise ValueError(f"pass2_template {v!r} has no {{candidates}}: pass 2 would never see pass 1's answers")
+    return v
+
+
+def check_candidate_template(v: str) -> str:
+    """A candidate template must show the answer (validates `candidate_template` fields)."""
+    if "{answer}" not in v:
+        raise ValueError(f"candidate_template {v!r} has no {{answer}}")
+    return v
 
 
 class TextualRecursionConfig(TwoPassConfig):
@@ -43,28 +60,24 @@ class TextualRecursionConfig(TwoPassConfig):
         "pass1", description="pass1: train prompt1 (inference = pass 1 only); pass2: freeze prompt1, train prompt2 "
         "on pass 1's candidates (inference = both passes)")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="how pass 1 samples candidates")
-    pass2_template: str = Field("Candidates: {candidates}. {question}",
-                                description="pass 2's input; {candidates} and {question} are replaced")
+    pass2_template: str = Field(DEFAULT_PASS2, description="pass 2's input; {candidates} and {question} are "
+                                "replaced")
     candidate_order: Literal["descending", "ascending"] = Field(
         "descending", description="the merged candidates by count: descending = the most frequent first; "
         "ascending = the most frequent last, nearest the question (docs/recursion.md)")
     candidate_template: str = Field(DEFAULT_CANDIDATE, description="how each merged candidate is written: "
                                     "{answer}, {count}, and {question} (the question through text.template)")
-    candidate_separator: str = Field("; ", description="between the written candidates")
+    candidate_separator: str = Field(DEFAULT_SEPARATOR, description="between the written candidates")
 
     @field_validator("pass2_template")
     @classmethod
     def _has_candidates(cls, v: str) -> str:
-        if "{candidates}" not in v:
-            raise ValueError(f"pass2_template {v!r} has no {{candidates}}: pass 2 would never see pass 1's answers")
-        return v
+        return check_pass2_template(v)
 
     @field_validator("candidate_template")
     @classmethod
     def _has_answer(cls, v: str) -> str:
-        if "{answer}" not in v:
-            raise ValueError(f"candidate_template {v!r} has no {{answer}}")
-        return v
+        return check_candidate_template(v)
 
 
 class TextualRecursion(TwoPassModule):
@@ -118,7 +131,7 @@ class TextualRecursion(TwoPassModule):
         c = self.config
         shown = candidates.text(c.sampling.max_shown, ascending=c.candidate_order == "ascending",
                                 template=c.candidate_template, separator=c.candidate_separator, question=question)
-        return self.config.pass2_template.replace("{candidates}", shown).replace("{question}", question)
+        return fill(c.pass2_template, candidates=shown, question=question)  # one pass: an answer's braces stay
 
     # ---------------------------------------------------------------- passes
     def pass2_inputs(self, backbone, examples, states=None):
