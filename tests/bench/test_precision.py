@@ -82,3 +82,15 @@ def test_backbone_sweep_step_speed_uses_the_bench():
     rows = step_speed(shapes=((32, 2, 64),), steps=2, vocab=300)
     assert len(rows) == 1 and rows[0]["hidden"] == 32 and rows[0]["layers"] == 2
     assert rows[0]["fp32_s"] > 0 and rows[0]["bf16_s"] > 0 and rows[0]["speedup"] > 0
+
+
+def test_workloads_whose_texts_cannot_be_built_name_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="passage_words=8: at least question_words - 1 = 9"):
+        PrecisionWorkload(question_words=10, passage_words=8)
+    with pytest.raises(ValidationError, match="question_words=1000: at most"):
+        PrecisionWorkload(question_words=1000, passage_words=2000)
+    w = PrecisionWorkload(question_words=10, passage_words=9)  # the smallest positive that holds them all
+    ex = synthetic_examples(1, w, seed=0)[0]
+    assert len(ex.target.split()) == 9 and set(ex.input.split()[1:-1]) <= set(ex.target.split())

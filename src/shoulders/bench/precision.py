@@ -28,7 +28,7 @@ import random
 import time
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shoulders.bench.timing import alternate, median, paired_ratio, release
 from shoulders.utils.strict_model import StrictModel
@@ -61,6 +61,17 @@ class PrecisionWorkload(StrictModel):
     batch: int = Field(8, ge=1, description="rows per pre-training step")
     seq_len: int = Field(256, ge=8, description="tokens per pre-training row")
     seed: int = Field(0, description="seeds the synthetic texts, the token rows and the initialisations")
+
+    @model_validator(mode="after")
+    def _texts_fit(self):
+        # a question's content words are distinct words of WORDS, and the positive holds all of them
+        if self.question_words - 2 > len(WORDS):
+            raise ValueError(f"question_words={self.question_words}: at most {len(WORDS) + 2} (a wh-word, "
+                             f"{len(WORDS)} distinct content words, '?')")
+        if self.passage_words < self.question_words - 1:
+            raise ValueError(f"passage_words={self.passage_words}: at least question_words - 1 = "
+                             f"{self.question_words - 1}, so the positive holds every content word and its '.'")
+        return self
 
 
 def synthetic_examples(n: int, w: PrecisionWorkload, seed: int):
