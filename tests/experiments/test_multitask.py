@@ -58,8 +58,8 @@ def test_run_multitask_schema_plot_and_table(tiny_dirs, tmp_path):
     assert section["finetune"]["average_std"] == 0.0
     assert "Fine-tuned (reference): one seed (no std)." in section["table_markdown"]
     assert f"**{section['finetune']['average']:.1f}** |" in section["table_markdown"]
-    assert "| **Average** |" in section["table_markdown"] and "ID-PT better" in section["table_markdown"] \
-        or "T0++ better" in section["table_markdown"]
+    table = section["table_markdown"]
+    assert "| **Average** |" in table and ("ID-PT better" in table or "T0++ better" in table)
     json.dumps({k: v for k, v in section.items()})  # JSON-ready for results.json
     after = FrozenLM.from_pretrained(tiny_dirs["llama"]).model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
