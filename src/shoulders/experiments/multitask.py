@@ -191,10 +191,11 @@ def plot_dev_curves(section: dict, path: Path) -> None:
     for method in ORDER:
         if method in section and section[method]["dev_curve"]:
             steps, scores = zip(*section[method]["dev_curve"])
-            ax.plot(steps, scores, "o-", label=LABELS[method])
+            one = len(section[method].get("per_seed_average", ())) == 1
+            ax.plot(steps, scores, "o-", label=LABELS[method] + (" (one seed)" if one else ""))
     ax.set_xlabel("training step")
     ax.set_ylabel("dev average (%)")
-    ax.set_title("Multi-task mixture: dev score during training (mean over seeds)", fontsize=9)
+    ax.set_title("Multi-task mixture: dev score during training (mean over module seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
