@@ -51,3 +51,26 @@ def test_the_ablation_runs_only_when_asked(tiny_dirs, tmp_path):
     assert "neural_no_lm_pretrain" not in result and "neural_no_lm_pretrain" not in result["per_seed"]
     assert not (tmp_path / "runs" / "seed0" / "neural_no_lm_pretrain").exists()
     assert "no Connector LM pre-training" not in (tmp_path / "recursion.md").read_text()
+
+
+def test_the_grid_is_tried_on_the_first_seed_or_on_every_seed(tiny_dirs, tmp_path, monkeypatch):
+    """lr_per_seed=False: later seeds reuse the first seed's rate; True: each seed tries the grid."""
+    from shoulders.experiments import recursion
+
+    asked = []
+
+    def fake_single_pass(lm, task, settings, seed, run_dir, lr, progress):
+        asked.append(lr)
+        chosen = settings.lr_grid[seed % len(settings.lr_grid)] if lr is None else lr
+        return None, run_dir, chosen
+
+    monkeypatch.setattr(recursion, "_single_pass", fake_single_pass)
+    monkeypatch.setattr(recursion, "score_single", lambda *a, **k: (None, None))
+    monkeypatch.setattr(recursion, "summarize", lambda *a, **k: {"em": 0.0})
+    for per_seed, expected_asked, expected_lrs in ((False, [None, 0.1, 0.1], [0.1, 0.1, 0.1]),
+                                                   (True, [None, None, None], [0.1, 0.3, 0.1])):
+        asked.clear()
+        settings = RecursionSettings(lr_grid=(0.1, 0.3), lr_per_seed=per_seed)
+        part = recursion.run_recursion_part("large", _task(), [], str(tiny_dirs["gpt2"]), seeds=[0, 1, 2], quick=True,
+                                            out_dir=tmp_path / str(per_seed), progress=False, settings=settings)
+        assert asked == expected_asked and part["lrs"]["large"] == expected_lrs
