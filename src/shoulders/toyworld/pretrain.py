@@ -28,6 +28,7 @@ from shoulders.train import loop
 from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
 from shoulders.utils.precision import cpu_has_bf16  # noqa: F401  (re-exported: experiments and tests use it here)
+from shoulders.utils.precision import autocast
 from shoulders.utils.precision import resolve_precision as _resolve
 from shoulders.utils.strict_model import StrictModel
 
@@ -220,7 +221,7 @@ def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf
         labels = labels.masked_fill(batch == tokenizer.bos_token_id, -100)
         extra = {"position_ids": doc_positions(batch, tokenizer.bos_token_id), "use_cache": False}
     # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with autocast("bf16" if bf16 else "fp32", "cpu"):
         loss = model(input_ids=batch, labels=labels, **extra).loss
     return loop.step(loss, opt, params=model.parameters(), max_grad_norm=grad_clip), int((labels != -100).sum())
 
