@@ -65,7 +65,7 @@ class RecursionSettings(StrictModel):
                               "seed only, its choice reused); measured on worlds 0 and 2, it left the test gap "
                               "where it was for ~3 more core-minutes: docs/recursion.md")
     lr_grid: tuple[float, ...] = Field((0.3, 1.0), min_length=1, description="single-pass learning rates tried on "
-                                       "dev (first seed), per backbone")
+                                       "dev, per backbone (on the first seed, or every seed with lr_per_seed)")
     pass2_lr: float = Field(0.1, gt=0, description="textual stage 2 (prompt2, started as a copy of prompt1)")
     neural_lr: float = Field(0.03, gt=0, description="neural recursion (prompts and Connector)")
     neural: dict = Field(default_factory=lambda: {

@@ -9,15 +9,18 @@ way: only the matmuls run in bf16. Results stay deterministic for a given machin
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: the CPU units that make a bf16-autocast step faster than fp32
-    (elsewhere bf16 is emulated and slower)."""
+    (elsewhere bf16 is emulated and slower). Probed once: the re-ranker resolves its
+    precision on every forward."""
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
