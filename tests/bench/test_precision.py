@@ -11,6 +11,7 @@ import torch
 
 from shoulders.bench.precision import PrecisionWorkload, pretrain_shape, synthetic_examples
 from shoulders.cli.main import main
+from shoulders.toyworld.pretrain import resolve_compile
 
 TINY = ["--questions", "2", "--score-questions", "3", "--batch", "2", "--seq-len", "64", "--repeats", "1",
         "--warmup", "0", "--threads", str(torch.get_num_threads())]
@@ -58,6 +59,16 @@ def test_precision_bench_writes_its_section_and_json(tmp_path, monkeypatch):
     # same weights both ways: bf16 moves the scores a little, not wholesale
     assert 0 <= score["max_abs_score_diff"] < 0.1 * score["max_abs_score"]
     assert pre["hidden"] == 32 and pre["layers"] == 2 and pre["params"] > 0
+    if resolve_compile("auto"):  # the compiled bf16 step is timed beside the other two
+        assert pre["step_s"]["bf16+compile"] > 0 and pre["compile_speedup"] > 0
+        assert "bf16 + torch.compile median s (over bf16)" in text
+        assert "compile_speedup" not in train and "compile_speedup" not in score
+
+
+def test_the_compiled_row_can_be_left_out(tmp_path):
+    assert main(["bench", "precision", "--sizes", "tiny", *TINY, "--root", str(tmp_path), "--no-compile"]) == 0
+    pre = json.loads((tmp_path / "benchmarks" / "precision.json").read_text())["rows"][-1]
+    assert set(pre["step_s"]) == {"fp32", "bf16"} and "compile_speedup" not in pre
 
 
 def test_pretrain_shape_names():

@@ -194,3 +194,39 @@ def test_a_cache_miss_says_what_changed_since_the_cached_backbone(backbones, mon
 def test_an_empty_cache_says_it_pre_trains(tmp_path):
     msg = pt.cache_miss_message(tmp_path / "abc" / "toy-small", {"corpus.n_passes": 1})
     assert msg.startswith("toy-small: no cached backbone in ")
+
+
+def test_compile_resolves_and_only_on_changes_the_cache_key(monkeypatch):
+    from shoulders.toyworld import TOY_SMALL
+
+    assert pt.resolve_compile(None) is False and pt.resolve_compile("off") is False
+    assert pt.resolve_compile("on") is True
+    monkeypatch.setattr(pt.shutil, "which", lambda name: None)
+    assert pt.resolve_compile("auto") is False  # no C++ compiler: inductor cannot build, so eager
+    monkeypatch.setattr(pt.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert pt.resolve_compile("auto") is True
+    with pytest.raises(ValueError, match="compile"):
+        PretrainConfig(compile="yes")
+    # train_cached hashes "on" for a compiled run and None (as before the option) otherwise
+    assert pt.config_hash(TOY_SMALL, PretrainConfig()) == pt.config_hash(TOY_SMALL, PretrainConfig(compile=None))
+    assert pt.config_hash(TOY_SMALL, PretrainConfig()) != pt.config_hash(TOY_SMALL, PretrainConfig(compile="on"))
+
+
+@pytest.mark.skipif(not pt.resolve_compile("auto"), reason="no C++ compiler for inductor")
+def test_a_compiled_pretraining_is_deterministic_and_learns_as_eager(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
+    tok = train_tokenizer(docs)
+    runs = {}
+    for name, compile in (("c1", "on"), ("c2", "on"), ("eager", None)):
+        cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, compile=compile, precision="fp32")
+        runs[name] = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / name, progress=False)
+    assert runs["c1"]["compiled"] and not runs["eager"]["compiled"]
+    w1, w2 = (load_file(tmp_path / n / "model.safetensors") for n in ("c1", "c2"))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)  # same seed, same machine: the same weights
+    assert runs["c1"]["final_loss"] == pytest.approx(runs["eager"]["final_loss"], rel=1e-3)
+

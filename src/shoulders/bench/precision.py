@@ -34,6 +34,7 @@ from shoulders.bench.timing import alternate, median, paired_ratio, release
 from shoulders.utils.strict_model import StrictModel
 
 VARIANTS = ("fp32", "bf16")
+COMPILED = "bf16+compile"  # pre-training rows only
 # Common English words, each one word piece in MiniLM's (BERT's uncased) vocabulary, so a
 # text of n words is n word pieces.
 WORDS = (
@@ -61,6 +62,8 @@ class PrecisionWorkload(StrictModel):
     batch: int = Field(8, ge=1, description="rows per pre-training step")
     seq_len: int = Field(256, ge=8, description="tokens per pre-training row")
     seed: int = Field(0, description="seeds the synthetic texts, the token rows and the initialisations")
+    compile: bool = Field(True, description="pre-training rows also time the bf16 step through torch.compile "
+                          "(what `PretrainConfig.compile` turns on), where a C++ compiler is found")
 
     @model_validator(mode="after")
     def _texts_fit(self):
@@ -198,29 +201,32 @@ def pretrain_shape(name: str):
 
 
 def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, repeats: int = 3, warmup: int = 1,
-                  clock: str = "wall", seed: int = 0, progress=print) -> list[dict]:
+                  clock: str = "wall", seed: int = 0, progress=print, compile: bool = False) -> list[dict]:
     """One row per `ModelConfig`: a pre-training step (`toyworld.pretrain.train_step` on
     packed, document-masked rows of `copy_rows`) in fp32 and in bf16 autocast, one model
-    per precision from the same initialisation, on the same batch."""
-    from shoulders.toyworld.pretrain import copy_rows, train_step
+    per precision from the same initialisation, on the same batch; with `compile` (and a
+    C++ compiler), also the bf16 step through `torch.compile` (the warm-up rounds compile it)."""
+    from shoulders.toyworld.pretrain import copy_rows, resolve_compile, train_step
 
     device, tok = torch.device("cpu"), _Vocab(vocab)
     data = copy_rows(tok, batch, seq_len, torch.Generator().manual_seed(seed))
+    variants = (*VARIANTS, COMPILED) if compile and resolve_compile("auto") else VARIANTS
     rows = []
     for cfg in models:
         cfg = cfg.model_copy(update={"max_positions": max(cfg.max_positions, seq_len)})
-        built, opts, losses = {}, {}, {p: [] for p in VARIANTS}
-        for p in VARIANTS:
+        built, opts, losses = {}, {}, {p: [] for p in variants}
+        for p in variants:
             torch.manual_seed(seed)
             built[p] = cfg.build(tok).train()
             opts[p] = torch.optim.AdamW(built[p].parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+        steppers = {p: torch.compile(m) if p == COMPILED else m for p, m in built.items()}
 
         def one(p):
-            return lambda: losses[p].append(train_step(built[p], opts[p], data, tok, doc_mask=True,
-                                                       bf16=p == "bf16", grad_clip=1.0)[0])
+            return lambda: losses[p].append(train_step(steppers[p], opts[p], data, tok, doc_mask=True,
+                                                       bf16=p != "fp32", grad_clip=1.0)[0])
 
         progress(f"bench precision: pre-training step of {cfg.name} ({batch} x {seq_len} tokens)")
-        times = alternate({p: one(p) for p in VARIANTS}, device, repeats, warmup, clock)
+        times = alternate({p: one(p) for p in variants}, device, repeats, warmup, clock)
         rows.append(_row(f"pretrain:{cfg.name}", f"pre-training step, {cfg.name} (hidden {cfg.hidden_size}, "
                          f"{cfg.num_layers} layers, MLP {cfg.intermediate_size}; {batch} x {seq_len} tokens)", times,
                          backbone=cfg.name, hidden=cfg.hidden_size, layers=cfg.num_layers,
@@ -234,8 +240,11 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
 
 
 def _row(key: str, what: str, times: dict[str, list[float]], **extra) -> dict:
-    return {"key": key, "what": what, "step_s": {p: median(times[p]) for p in VARIANTS}, "times": times,
-            "speedup": paired_ratio(times["fp32"], times["bf16"]), **extra}
+    row = {"key": key, "what": what, "step_s": {p: median(t) for p, t in times.items()}, "times": times,
+           "speedup": paired_ratio(times["fp32"], times["bf16"]), **extra}
+    if COMPILED in times:  # what compiling adds on top of bf16
+        row["compile_speedup"] = paired_ratio(times["bf16"], times[COMPILED])
+    return row
 
 
 def run_precision_bench(sizes: list[str], w: PrecisionWorkload, repeats: int, warmup: int, clock: str = "wall",
@@ -248,7 +257,7 @@ def run_precision_bench(sizes: list[str], w: PrecisionWorkload, repeats: int, wa
     t0 = time.perf_counter()
     rows = reranker_rows(w, repeats, warmup, clock, progress)
     for cfg, vocab in shapes:
-        rows += pretrain_rows([cfg], vocab, w.batch, w.seq_len, repeats, warmup, clock, w.seed, progress)
+        rows += pretrain_rows([cfg], vocab, w.batch, w.seq_len, repeats, warmup, clock, w.seed, progress, w.compile)
     return {"workload": w.model_dump(), "sizes": sizes, "repeats": repeats, "warmup": warmup, "clock": clock,
             "cpu": _cpu_model(), "cpu_has_bf16": cpu_has_bf16(), "rows": rows,
             "measure_s": round(time.perf_counter() - t0, 1)}
@@ -277,10 +286,16 @@ def precision_markdown(result: dict, header_lines: list[str]) -> str:
     for r in result["rows"]:
         diff = f"{r['max_abs_score_diff']:.2g} (of {r['max_abs_score']:.3g})" if "max_abs_score_diff" in r else "-"
         agree = f"{r['top1_agreement']:.0%}" if "top1_agreement" in r else "-"
+        compiled = (f"{r['step_s'][COMPILED]:.3f} ({fmt_ratio(r['compile_speedup'])})"
+                    if "compile_speedup" in r else "-")
         rows.append([r["what"], f"{r['step_s']['fp32']:.3f}", f"{r['step_s']['bf16']:.3f}", fmt_ratio(r["speedup"]),
-                     diff, agree])
-    out += table(["what", "fp32 median s", "bf16 median s", "speedup", "max \\|score diff\\| (max \\|score\\|)",
-                  "top-1 agrees"], rows)
+                     compiled, diff, agree])
+    out += table(["what", "fp32 median s", "bf16 median s", "speedup", "bf16 + torch.compile median s (over bf16)",
+                  "max \\|score diff\\| (max \\|score\\|)", "top-1 agrees"], rows)
+    if any("compile_speedup" in r for r in result["rows"]):
+        out += ["", "bf16 + torch.compile: the same bf16 step with the model run through `torch.compile` (inductor's "
+                "C++ kernels for the CPU; compiled in the warm-up rounds), what `PretrainConfig.compile` turns on; "
+                "its ratio is the median of the per-round ratios bf16 / compiled."]
     scoring = [r for r in result["rows"] if r["key"] == "reranker_score"]
     if scoring:
         r = scoring[0]

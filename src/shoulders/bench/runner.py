@@ -98,7 +98,8 @@ def run_one(name: str, args, device, dtype, repeats: int) -> tuple[dict, object]
 
         quick = {"score_questions": 20} if args.quick else {}
         w = PrecisionWorkload(**{**quick, **{k: v for k in ("questions", "score_questions", "batch", "seq_len")
-                                            if (v := _get(args, k, None)) is not None}})
+                                            if (v := _get(args, k, None)) is not None},
+                                 "compile": not _get(args, "no_compile", False)})
         return run_precision_bench(sizes, w, repeats, args.warmup, args.clock), precision_markdown
     from shoulders.bench.idpt_overhead import IdptWorkload, idpt_markdown, run_idpt_bench
 

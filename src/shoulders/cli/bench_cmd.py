@@ -90,6 +90,8 @@ def add_parser(sub) -> None:
                     help="questions scored, 5 candidates each (default 100, --quick 20)")
     pr.add_argument("--batch", type=int, default=None, help="rows per pre-training step (default 8)")
     pr.add_argument("--seq-len", type=int, default=None, help="tokens per pre-training row (default 256)")
+    pr.add_argument("--no-compile", action="store_true", help="leave out the pre-training rows' bf16 step "
+                    "through torch.compile (timed by default where a C++ compiler is found)")
     a = bsub.add_parser("all", help="train, generate and idpt with their default sizes")
     _common(a, sizes=False)
     for name, (_, _, _, help_) in PLUGINS.items():

@@ -113,7 +113,7 @@ def _backbone_job(seed: int, quick: bool, cache_dir: str | None, name: str, prog
             "fewshot_em_1hop": 100 * res.by_group.get("hops=1", float("nan")),
             "fewshot_em_2hop": 100 * res.by_group.get("hops=2", float("nan")),
             "fewshot_reading_em": reading.em, "induction_ratio": induction_ratio(path),
-            "precision": stats.get("precision", "fp32")}
+            "precision": stats.get("precision", "fp32"), "compiled": stats.get("compiled", False)}
 
 
 def _chance(seed: int, quick: bool) -> dict:
