@@ -199,17 +199,45 @@ def test_an_empty_cache_says_it_pre_trains(tmp_path):
 def test_compile_resolves_and_only_on_changes_the_cache_key(monkeypatch):
     from shoulders.toyworld import TOY_SMALL
 
+    monkeypatch.delenv("TORCHDYNAMO_DISABLE", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
     assert pt.resolve_compile(None) is False and pt.resolve_compile("off") is False
     assert pt.resolve_compile("on") is True
-    monkeypatch.setattr(pt.shutil, "which", lambda name: None)
-    assert pt.resolve_compile("auto") is False  # no C++ compiler: inductor cannot build, so eager
-    monkeypatch.setattr(pt.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert pt.resolve_compile("auto") is True
     with pytest.raises(ValueError, match="compile"):
         PretrainConfig(compile="yes")
-    # train_cached hashes "on" for a compiled run and None (as before the option) otherwise
-    assert pt.config_hash(TOY_SMALL, PretrainConfig()) == pt.config_hash(TOY_SMALL, PretrainConfig(compile=None))
-    assert pt.config_hash(TOY_SMALL, PretrainConfig()) != pt.config_hash(TOY_SMALL, PretrainConfig(compile="on"))
+
+    def key(compile):
+        return pt.config_hash(TOY_SMALL, pt.resolved(PretrainConfig(compile=compile)))
+
+    eager, on = key(None), key("on")
+    assert eager != on and key("off") == eager  # off hashes as runs before the option did
+    assert eager == pt.config_hash(TOY_SMALL, pt.resolved(PretrainConfig()))
+    monkeypatch.setattr(pt.shutil, "which", lambda name: None)
+    assert pt.resolve_compile("auto") is False and key("auto") == eager  # no C++ compiler: eager
+    seen = []
+    monkeypatch.setattr(pt.shutil, "which", lambda name: seen.append(name) or f"/usr/bin/{name}")
+    assert pt.resolve_compile("auto") is True and key("auto") == on
+    assert seen[0] in ("g++", "clang++")  # the compiler inductor itself calls
+    monkeypatch.setenv("CXX", "my-cxx")
+    pt.resolve_compile("auto")
+    assert seen[-1] == "my-cxx"
+    monkeypatch.setenv("TORCHDYNAMO_DISABLE", "1")  # torch.compile would run eager: so must the key
+    assert pt.resolve_compile("auto") is False and key("auto") == eager
+
+
+def test_a_compile_that_cannot_build_names_the_setting(tmp_path, monkeypatch):
+    from shoulders.errors import ShouldersError
+    from shoulders.toyworld.tokenizer import train_tokenizer
+
+    def broken(model, **kwargs):
+        return lambda **batch: (_ for _ in ()).throw(RuntimeError("no Python.h"))
+
+    monkeypatch.setattr(pt.torch, "compile", broken)
+    docs = [f"Q: Where was Ana {i} born? A: Tamwick" for i in range(40)]
+    cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, compile="on")
+    with pytest.raises(ShouldersError, match="PretrainConfig.compile.*no Python.h.*'off'"):
+        pt.pretrain(TINY_MODELS[0], cfg, train_tokenizer(docs), docs, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()  # nothing half-written
 
 
 @pytest.mark.skipif(not pt.resolve_compile("auto"), reason="no C++ compiler for inductor")
@@ -226,6 +254,7 @@ def test_a_compiled_pretraining_is_deterministic_and_learns_as_eager(tmp_path):
         cfg = PretrainConfig(seq_len=32, batch_size=4, warmup_steps=2, threads=1, compile=compile, precision="fp32")
         runs[name] = pt.pretrain(TINY_MODELS[0], cfg, tok, docs, tmp_path / name, progress=False)
     assert runs["c1"]["compiled"] and not runs["eager"]["compiled"]
+    assert runs["c1"]["train"]["compile"] == "on" and runs["eager"]["train"]["compile"] is None
     w1, w2 = (load_file(tmp_path / n / "model.safetensors") for n in ("c1", "c2"))
     assert all(torch.equal(w1[k], w2[k]) for k in w1)  # same seed, same machine: the same weights
     assert runs["c1"]["final_loss"] == pytest.approx(runs["eager"]["final_loss"], rel=1e-3)

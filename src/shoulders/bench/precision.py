@@ -219,7 +219,7 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
             torch.manual_seed(seed)
             built[p] = cfg.build(tok).train()
             opts[p] = torch.optim.AdamW(built[p].parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-        steppers = {p: torch.compile(m) if p == COMPILED else m for p, m in built.items()}
+        steppers = {p: torch.compile(m, dynamic=False) if p == COMPILED else m for p, m in built.items()}
 
         def one(p):
             return lambda: losses[p].append(train_step(steppers[p], opts[p], data, tok, doc_mask=True,
@@ -258,7 +258,11 @@ def run_precision_bench(sizes: list[str], w: PrecisionWorkload, repeats: int, wa
     rows = reranker_rows(w, repeats, warmup, clock, progress)
     for cfg, vocab in shapes:
         rows += pretrain_rows([cfg], vocab, w.batch, w.seq_len, repeats, warmup, clock, w.seed, progress, w.compile)
-    return {"workload": w.model_dump(), "sizes": sizes, "repeats": repeats, "warmup": warmup, "clock": clock,
+    from shoulders.toyworld.pretrain import resolve_compile
+
+    # the compiled rows run only where a compiler is found: record what ran, not what was asked
+    workload = {**w.model_dump(), "compile": w.compile and resolve_compile("auto")}
+    return {"workload": workload, "sizes": sizes, "repeats": repeats, "warmup": warmup, "clock": clock,
             "cpu": _cpu_model(), "cpu_has_bf16": cpu_has_bf16(), "rows": rows,
             "measure_s": round(time.perf_counter() - t0, 1)}
 

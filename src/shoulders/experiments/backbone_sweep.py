@@ -97,6 +97,7 @@ def evaluate_backbone(path: Path, cfg, seed: int, n_probe: int = 200) -> dict:
     stats = json.loads((path / "pretrain.json").read_text())
     return {"params": stats["params"], "final_loss": stats["final_loss"], "pretrain_s": stats["wall_time_s"],
             "tokens": stats["tokens_seen"], "precision": stats.get("precision"),
+            "compiled": stats.get("compiled", False),
             "dev_fewshot_1hop": 100 * know.by_group.get("hops=1", float("nan")),
             "dev_fewshot_2hop": 100 * know.by_group.get("hops=2", float("nan")),
             "dev_fewshot_all": 100 * know.em, "dev_reading_em": read.em,

@@ -39,10 +39,8 @@ class ToyworldConfig(StrictModel):
     odqa: OdqaConfig = Field(default_factory=OdqaConfig, description="passages + open-domain questions")
     closedbook: ClosedBookConfig = Field(default_factory=ClosedBookConfig, description="1-hop and 2-hop questions")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="the byte-level BPE")
-    train: PretrainConfig = Field(default_factory=lambda: PretrainConfig(compile="auto"),
-                                  description="pre-training loop (shared by all models); the full world's steps "
-                                  "run compiled where a C++ compiler is found (about 1.2x faster, docs/backbones.md), "
-                                  "the quick world's stay eager (compiling would cost what it saves there)")
+    train: PretrainConfig = Field(default_factory=PretrainConfig, description="pre-training loop (shared by all "
+                                  "models)")
     models: tuple[ModelConfig, ...] = Field((TOY_SMALL, TOY_LARGE), min_length=1, description="the backbones, "
                                             "each pre-trained on the same corpus and tokenizer")
     tokenizer_passes: int = Field(3, ge=1, description="corpus passes the BPE is trained on (more adds nothing)")

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field, model_validator
 
+from shoulders.errors import ShouldersError
 from shoulders.train import loop
 from shoulders.toyworld.tiny_lm import llama_config
 from shoulders.utils.fs import atomic_write_json
@@ -129,9 +131,11 @@ class PretrainConfig(StrictModel):
                                    "copy rows too (shuffled in with the corpus rows): keeps copying needed on every "
                                    "step, not only during the warm-up. None = 0 (and keeps older cache keys)")
     compile: Literal["auto", "on", "off"] | None = Field(None, description="run the training step through "
-                                                         "torch.compile (inductor's fused CPU kernels: about 1.2-1.3x "
-                                                         "faster steps, docs/backbones.md); auto = on where a C++ "
-                                                         "compiler is found. Compiled kernels round differently, so "
+                                                         "torch.compile (inductor's fused CPU kernels): toy-small's "
+                                                         "runs 1.23-1.30x faster, toy-large's steps 1.17x, after "
+                                                         "about 45 s of compiling (docs/backbones.md); auto = on "
+                                                         "where the C++ compiler inductor calls is found. "
+                                                         "Compiled kernels round differently, so "
                                                          "the resolved on/off is part of the cache key. None = off "
                                                          "(and keeps older cache keys)")
 
@@ -151,11 +155,23 @@ def resolve_precision(precision: str) -> str:
 def resolve_compile(compile: str | None) -> bool:
     """Whether a PretrainConfig.compile compiles the training step on this machine.
 
-    Inductor writes and builds C++ for the CPU, so "auto" turns on only where a compiler is
-    on PATH; "on" without one fails at the first step. None (unset) and "off" are off."""
-    if compile == "auto":
-        return any(shutil.which(c) for c in ("g++", "clang++", "c++"))
-    return compile == "on"
+    Inductor builds C++ for the CPU with `$CXX`, else g++ (clang++ on macOS), so "auto" turns
+    on only where that compiler is on PATH and `TORCHDYNAMO_DISABLE` is not set (torch would
+    then run eager weights under a compiled key); "on" without a working toolchain fails at
+    the first step, naming this field. None (unset) and "off" are off."""
+    if compile != "auto":
+        return compile == "on"
+    if os.environ.get("TORCHDYNAMO_DISABLE", "") not in ("", "0"):
+        return False
+    return shutil.which(os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")) is not None
+
+
+def resolved(train_cfg: PretrainConfig) -> PretrainConfig:
+    """`train_cfg` as it shapes the weights on this machine: its precision resolved, and
+    compile "on" or None (off, as runs before the option had it). This is what is hashed
+    into the cache key and recorded in pretrain.json."""
+    return train_cfg.model_copy(update={"precision": resolve_precision(train_cfg.precision),
+                                        "compile": "on" if resolve_compile(train_cfg.compile) else None})
 
 
 def auto_threads(max_threads: int = 4) -> int:
@@ -281,18 +297,27 @@ def pretrain(model_cfg: ModelConfig, train_cfg: PretrainConfig, tokenizer, docs:
         if train_cfg.max_steps:
             total = min(total, train_cfg.max_steps)
         model.train()
-        precision = resolve_precision(train_cfg.precision)
-        compiled = resolve_compile(train_cfg.compile)
+        train_cfg = resolved(train_cfg)
+        precision, compiled = train_cfg.precision, train_cfg.compile == "on"
         # The compiled module shares `model`'s parameters; `model` itself is what is saved.
-        step_model = torch.compile(model) if compiled else model
+        # Static shapes: every batch is batch_size x seq_len, and a second model compiled in
+        # the same process must not turn this one's graph dynamic.
+        step_model = torch.compile(model, dynamic=False) if compiled else model
         tokens, first, recent = 0, None, deque(maxlen=20)  # final loss = mean of the last 20 steps
         bar = loop.steps(total, f"pre-training {model_cfg.name}", progress)
         for step in bar:
             batch = data[order[step * train_cfg.batch_size:(step + 1) * train_cfg.batch_size]]
             loop.set_lr(opt, lr_at(step, total, train_cfg, peak_lr))
-            loss, n_labels = train_step(step_model, opt, batch, tokenizer, bf16=precision == "bf16",
-                                        grad_clip=train_cfg.grad_clip,
-                                        doc_mask=train_cfg.doc_mask or step < train_cfg.copy_warmup_steps)
+            try:
+                loss, n_labels = train_step(step_model, opt, batch, tokenizer, bf16=precision == "bf16",
+                                            grad_clip=train_cfg.grad_clip,
+                                            doc_mask=train_cfg.doc_mask or step < train_cfg.copy_warmup_steps)
+            except Exception as e:  # the first compiled step builds the kernels: say which setting to change
+                if compiled and step == 0:
+                    raise ShouldersError(f"PretrainConfig.compile: torch.compile could not build the training step "
+                                         f"on this machine ({type(e).__name__}: {e}); set train.compile to 'off' "
+                                         "or install a working C++ compiler") from e
+                raise
             tokens += n_labels
             first = loss if first is None else first
             recent.append(loss)
@@ -393,10 +418,9 @@ def train_cached(model_cfg: ModelConfig, train_cfg: PretrainConfig, key_parts: t
     Training writes into a temporary sibling which is renamed into place only when
     complete, so an interrupted run never leaves a half-written backbone behind.
     """
-    # The resolved precision is hashed: bf16 and fp32 runs give different weights.
-    # So is compiling (inductor's kernels round differently); off is None, as eager runs had it.
-    train_cfg = train_cfg.model_copy(update={"precision": resolve_precision(train_cfg.precision),
-                                             "compile": "on" if resolve_compile(train_cfg.compile) else None})
+    # The resolved precision and compile choice are hashed: bf16 and fp32 runs, compiled and
+    # eager ones, give different weights.
+    train_cfg = resolved(train_cfg)
     final = cache_root(cache_dir) / config_hash(*key_parts, model_cfg, train_cfg) / model_cfg.name
     if (final / "pretrain.json").exists():
         return final
