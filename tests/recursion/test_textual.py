@@ -1,4 +1,5 @@
 """Textual recursion: stages, what pass 2 reads, seeded pass-2 training data, save/load."""
+import pytest
 import torch
 
 from shoulders.backbone import GenerationConfig
@@ -179,3 +180,33 @@ def test_the_experiments_settings_refuse_bad_templates_up_front():
         RecursionSettings(pass2_template="{question}")
     with pytest.raises(ValidationError, match="candidate_template .* has no {answer}"):
         RecursionSettings(candidate_template="{question}")
+
+
+def test_choose_answers_the_candidate_pass2_scores_highest(lm, examples):
+    from shoulders.recursion.candidates import Candidates
+    from shoulders.recursion.common import score_continuations
+
+    module = _module(lm, stage="pass2", answer="choose").eval()
+    cands = [Candidates([("Paris", 2), ("Lyon", 1), ("Nice", 1)], 4), Candidates([("Rome", 4)], 4),
+             Candidates([], 4)]  # the last has nothing to choose from: generated instead
+    exs = examples[:3]
+    gens = module.pass2_generate(lm, exs, GenerationConfig(max_new_tokens=3), cands)
+    with torch.no_grad():
+        prefix, ids = module.pass2_inputs(lm, exs, cands)
+        lp = score_continuations(lm, prefix, ids, [module.encode_targets(lm, [a for a, _ in c.merged]) for c in cands])
+    assert gens[0][0].text == ["Paris", "Lyon", "Nice"][max(range(3), key=lp[0].__getitem__)]
+    assert gens[1][0].text == "Rome" and lp[2] == []
+    generated = _module(lm, stage="pass2").eval().pass2_generate(lm, exs[2:], GenerationConfig(max_new_tokens=3),
+                                                                 cands[2:])
+    assert gens[2][0].text == generated[0][0].text  # the fallback is pass 2's own generation
+    # scores are each row's own: scoring one row alone gives the same numbers
+    alone = score_continuations(lm, prefix, ids[:1], [module.encode_targets(lm, ["Paris", "Lyon", "Nice"])])
+    assert alone[0] == pytest.approx(lp[0], abs=1e-4)
+
+
+def test_choose_is_the_answer_of_generate_and_evaluation(lm, examples):
+    module = _module(lm, stage="pass2", answer="choose").eval()
+    cands = module.candidates(lm, examples)
+    got = [g[0].text for g in module.generate(lm, examples, GenerationConfig(max_new_tokens=3))]
+    for text, c in zip(got, cands):
+        assert text in [a for a, _ in c.merged] or not c.merged  # always one of pass 1's answers

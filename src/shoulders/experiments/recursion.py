@@ -87,6 +87,9 @@ class RecursionSettings(StrictModel):
     candidate_template: str = Field(DEFAULT_CANDIDATE, description="textual: how each candidate is written "
                                     "({answer}, {count}, {question})")
     candidate_separator: str = Field(DEFAULT_SEPARATOR, description="textual: between the written candidates")
+    textual_answer: Literal["generate", "choose"] = Field("generate", description="textual pass 2 generates its "
+                                                          "answer | chooses the candidate it scores most likely "
+                                                          "(TextualRecursionConfig.answer)")
     temperature: float = Field(0.5, gt=0, description="textual pass 1's sampling temperature (n, temperature and "
                                "include_greedy chosen on dev: docs/recursion.md)")
     top_p: float = Field(0.95, gt=0, le=1, description="textual pass 1's nucleus sampling (1 = off)")
@@ -189,7 +192,8 @@ def _textual(small, task, test, settings, seed, single_dir, run, progress, lr: f
                         "seed": seed, "max_new_tokens": settings.max_new_tokens,
                         "include_greedy": settings.include_greedy},
            "candidate_order": settings.candidate_order, "pass2_template": settings.pass2_template,
-           "candidate_template": settings.candidate_template, "candidate_separator": settings.candidate_separator}
+           "candidate_template": settings.candidate_template, "candidate_separator": settings.candidate_separator,
+           "answer": settings.textual_answer}
     module = TextualRecursion.build(TextualRecursionConfig(**cfg), small)
     if settings.cross_fit > 1:
         k = settings.cross_fit

@@ -56,6 +56,24 @@ class TwoPassConfig(ModuleConfig):
         return self
 
 
+def score_continuations(backbone, prefix, ids: list[list[int]], continuations: list[list[list[int]]]) -> list[list[float]]:
+    """Summed log-probability of each continuation (token ids) of each row [prefix_i ; ids_i]:
+    one row per (row, continuation), in one batch; `prefix` is shared or per row."""
+    per_row = split_prefix(prefix, len(ids))
+    rows_p, rows_i, rows_t, owner = [], [], [], []
+    for i, conts in enumerate(continuations):
+        for t in conts:
+            rows_p.append(per_row[i])
+            rows_i.append(ids[i])
+            rows_t.append(t)
+            owner.append(i)
+    out: list[list[float]] = [[] for _ in ids]
+    if rows_t:
+        for i, v in zip(owner, backbone(rows_p, rows_i, rows_t).row_logprob(len(rows_i)).tolist()):
+            out[i].append(v)
+    return out
+
+
 def as_example(x: Example | str) -> Example:
     return x if isinstance(x, Example) else Example(input=x, target="")
 
@@ -183,20 +201,9 @@ class TwoPassModule(SoftModule):
             prefix, ids = self.pass2_inputs(backbone, examples)
         else:
             prefix, ids = self.prompt1, self.encode_inputs(backbone, examples)
-        per_row = split_prefix(prefix, len(examples))
-        rows_p, rows_i, rows_t, owner = [], [], [], []
-        for i, ex in enumerate(examples):
-            choices = [self.config.text.target_prefix + c for c in ex.choices]
-            for t in backbone.encode(choices, add_special_tokens=False):
-                rows_p.append(per_row[i])
-                rows_i.append(ids[i])
-                rows_t.append(t)
-                owner.append(i)
-        lp = backbone(rows_p, rows_i, rows_t).row_logprob(len(rows_i)).tolist()
-        out: list[list[float]] = [[] for _ in examples]
-        for i, v in zip(owner, lp):
-            out[i].append(v)
-        return out
+        return score_continuations(backbone, prefix, ids, [
+            backbone.encode([self.config.text.target_prefix + c for c in ex.choices], add_special_tokens=False)
+            for ex in examples])
 
     def generate(self, backbone, inputs: Sequence[Example | str], config: GenerationConfig | None = None,
                  **overrides) -> list[list[Generation]]:

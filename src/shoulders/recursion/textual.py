@@ -22,6 +22,10 @@ Training is two runs of the common Trainer, chosen by `stage`:
   are as often wrong as at test (prompt1's own samples on the questions it was fitted to
   are right more often than on new questions, and pass 2 would learn to trust them).
   At inference candidates are sampled fresh, seeded by `sampling.seed`.
+
+Pass 2 answers by generating (`answer: generate`), or by choosing (`answer: choose`): each
+merged candidate is scored as pass 2's continuation and the most likely one is the answer,
+so a backbone that cannot copy one line out of several can still pick among them.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
@@ -36,7 +41,7 @@ from shoulders.backbone.generation import Generation, GenerationConfig
 from shoulders.data.examples import Example
 from shoulders.recursion.candidates import (DEFAULT_CANDIDATE, DEFAULT_SEPARATOR, Candidates, SamplingConfig, fill,
                                             sample_candidates)
-from shoulders.recursion.common import TwoPassConfig, TwoPassModule
+from shoulders.recursion.common import TwoPassConfig, TwoPassModule, score_continuations
 
 DEFAULT_PASS2 = "Candidates: {candidates}. {question}"
 
@@ -68,6 +73,11 @@ class TextualRecursionConfig(TwoPassConfig):
     candidate_template: str = Field(DEFAULT_CANDIDATE, description="how each merged candidate is written: "
                                     "{answer}, {count}, and {question} (the question through text.template)")
     candidate_separator: str = Field(DEFAULT_SEPARATOR, description="between the written candidates")
+    answer: Literal["generate", "choose"] = Field(
+        "generate", description="how pass 2 answers: generate = free generation (it may copy a candidate or "
+        "write something else); choose = the candidate pass 2 scores most likely (its summed token "
+        "log-probability, end of answer included), so pass 2 never has to copy one out of the list "
+        "(docs/recursion.md). A question with no candidate is generated")
 
     @field_validator("pass2_template")
     @classmethod
@@ -138,6 +148,29 @@ class TextualRecursion(TwoPassModule):
         cands = states if states is not None and all(s is not None for s in states) else None
         cands = cands or self.candidates(backbone, examples)
         return self.prompt2, self._encode(backbone, [self.pass2_text(ex, c) for ex, c in zip(examples, cands)])
+
+    def pass2_generate(self, backbone, examples: Sequence[Example], config: GenerationConfig,
+                       states: list | None = None) -> list[list[Generation]]:
+        """Pass 2's answers; with `answer: choose`, the most likely of each question's candidates."""
+        if self.config.answer == "generate":
+            return super().pass2_generate(backbone, examples, config, states)
+        cands = states if states is not None and all(s is not None for s in states) else None
+        cands = cands or self.candidates(backbone, examples)
+        answers = [[a for a, _ in c.merged] for c in cands]
+        with torch.no_grad():
+            prefix, ids = self.pass2_inputs(backbone, examples, cands)
+            scores = score_continuations(backbone, prefix, ids, [self.encode_targets(backbone, a) for a in answers])
+        out: list[list[Generation] | None] = [None] * len(examples)
+        for i, (a, lp) in enumerate(zip(answers, scores)):
+            if a:
+                best = max(range(len(a)), key=lp.__getitem__)  # ties: the more frequent (listed first)
+                out[i] = [Generation(a[best], [], [], "eos")]
+        empty = [i for i, o in enumerate(out) if o is None]
+        if empty:  # nothing to choose from: generate, as pass 2 otherwise would
+            gens = super().pass2_generate(backbone, [examples[i] for i in empty], config, [cands[i] for i in empty])
+            for i, g in zip(empty, gens):
+                out[i] = g
+        return out
 
     def pass1(self, backbone, examples: Sequence[Example], config: GenerationConfig):
         if self.config.gate.confidence == "mean_logprob":
