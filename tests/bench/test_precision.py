@@ -59,6 +59,8 @@ def test_precision_bench_writes_its_section_and_json(tmp_path, monkeypatch):
     # same weights both ways: bf16 moves the scores a little, not wholesale
     assert 0 <= score["max_abs_score_diff"] < 0.1 * score["max_abs_score"]
     assert pre["hidden"] == 32 and pre["layers"] == 2 and pre["params"] > 0
+    assert 0 < pre["grad_rel_diff_vs_fp32"]["bf16"] < 0.2  # bf16 rounds the gradient, it does not change it
+    assert "Pre-training numerics: one step's gradient" in text
     assert set(pre["step_s"]) == {"fp32", "bf16"} and "compile_speedup" not in pre
     assert result["workload"]["compile"] is False
 
@@ -69,6 +71,7 @@ def test_the_compiled_step_is_timed_beside_bf16(tmp_path):
     result = json.loads((tmp_path / "benchmarks" / "precision.json").read_text())
     train, score, pre = result["rows"]
     assert pre["step_s"]["bf16+compile"] > 0 and pre["compile_speedup"] > 0 and result["workload"]["compile"]
+    assert 0 < pre["grad_rel_diff_vs_fp32"]["bf16+compile"] < 0.2
     assert "compile_speedup" not in train and "compile_speedup" not in score  # pre-training rows only
     assert "bf16 + torch.compile median s (over bf16)" in (tmp_path / "BENCHMARKS.md").read_text()
 

@@ -206,7 +206,7 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
     packed, document-masked rows of `copy_rows`) in fp32 and in bf16 autocast, one model
     per precision from the same initialisation, on the same batch; with `compile` (and a
     C++ compiler), also the bf16 step through `torch.compile` (the warm-up rounds compile it)."""
-    from shoulders.toyworld.pretrain import copy_rows, resolve_compile, train_step
+    from shoulders.toyworld.pretrain import copy_rows, resolve_compile, step_loss, train_step
 
     device, tok = torch.device("cpu"), _Vocab(vocab)
     data = copy_rows(tok, batch, seq_len, torch.Generator().manual_seed(seed))
@@ -220,6 +220,15 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
             built[p] = cfg.build(tok).train()
             opts[p] = torch.optim.AdamW(built[p].parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
         steppers = {p: torch.compile(m, dynamic=False) if p == COMPILED else m for p, m in built.items()}
+        # What bf16 (and compiling) does to the numbers: one step's gradient at the same
+        # initial weights and batch, against float32's, before any update.
+        grads = {}
+        for p, m in steppers.items():
+            step_loss(m, data, tok, doc_mask=True, bf16=p != "fp32")[0].backward()
+            grads[p] = torch.cat([q.grad.flatten() for q in built[p].parameters()])
+            opts[p].zero_grad(set_to_none=True)
+        ref = grads["fp32"]
+        grad_diff = {p: ((g - ref).norm() / ref.norm()).item() for p, g in grads.items() if p != "fp32"}
 
         def one(p):
             return lambda: losses[p].append(train_step(steppers[p], opts[p], data, tok, doc_mask=True,
@@ -233,7 +242,7 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
                          intermediate=cfg.intermediate_size, vocab=vocab,
                          params=sum(q.numel() for q in built["fp32"].parameters()),
                          first_loss={p: v[0] for p, v in losses.items()},
-                         last_loss={p: v[-1] for p, v in losses.items()}))
+                         last_loss={p: v[-1] for p, v in losses.items()}, grad_rel_diff_vs_fp32=grad_diff))
         del built, opts
         release(device)
     return rows
@@ -300,6 +309,12 @@ def precision_markdown(result: dict, header_lines: list[str]) -> str:
         out += ["", "bf16 + torch.compile: the same bf16 step with the model run through `torch.compile` (inductor's "
                 "C++ kernels for the CPU; compiled in the warm-up rounds), what `PretrainConfig.compile` turns on; "
                 "its ratio is the median of the per-round ratios bf16 / compiled."]
+    grads = [r for r in result["rows"] if "grad_rel_diff_vs_fp32" in r]
+    if grads:
+        out += ["", "Pre-training numerics: one step's gradient at the same initial weights and batch, against float32's "
+                "(relative difference, |g - g_fp32| / |g_fp32|): " + "; ".join(
+                    f"{r['backbone']} " + ", ".join(f"{p} {d:.2%}" for p, d in r["grad_rel_diff_vs_fp32"].items())
+                    for r in grads) + "."]
     scoring = [r for r in result["rows"] if r["key"] == "reranker_score"]
     if scoring:
         r = scoring[0]

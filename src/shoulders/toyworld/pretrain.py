@@ -242,11 +242,9 @@ def copy_rows(tokenizer, n_rows: int, seq_len: int, gen: torch.Generator,
     return torch.tensor(rows, dtype=torch.long).reshape(-1, seq_len)
 
 
-def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf16: bool,
-               grad_clip: float) -> tuple[float, int]:
-    """One optimizer step of next-token loss on a packed batch (pad never a label); with
-    `doc_mask`, attention stays inside each document and no <bos> is a label.
-    Returns (loss, number of label tokens)."""
+def step_loss(model, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf16: bool) -> tuple[torch.Tensor, int]:
+    """Next-token loss on a packed batch (pad never a label); with `doc_mask`, attention
+    stays inside each document and no <bos> is a label. Returns (loss, label tokens)."""
     labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
     extra = {}
     if doc_mask:  # the next document's <bos> cannot be predicted from this one
@@ -255,7 +253,14 @@ def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf
     # Weights, optimizer state and the update stay float32; only the matmuls run in bf16.
     with autocast("bf16" if bf16 else "fp32", "cpu"):
         loss = model(input_ids=batch, labels=labels, **extra).loss
-    return loop.step(loss, opt, params=model.parameters(), max_grad_norm=grad_clip), int((labels != -100).sum())
+    return loss, int((labels != -100).sum())
+
+
+def train_step(model, opt, batch: torch.Tensor, tokenizer, *, doc_mask: bool, bf16: bool,
+               grad_clip: float) -> tuple[float, int]:
+    """One optimizer step of `step_loss`. Returns (loss, number of label tokens)."""
+    loss, n_labels = step_loss(model, batch, tokenizer, doc_mask=doc_mask, bf16=bf16)
+    return loop.step(loss, opt, params=model.parameters(), max_grad_norm=grad_clip), n_labels
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig, peak: float) -> float:
