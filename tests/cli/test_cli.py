@@ -177,3 +177,13 @@ def test_no_progress_switches_tqdm_off_for_worker_processes_too(monkeypatch):
     configure_output(argparse.Namespace(quiet=False, verbose=False, no_progress=True))
     assert __import__("os").environ["TQDM_DISABLE"] == "1"
     monkeypatch.delenv("TQDM_DISABLE")
+
+
+def test_demo_compile_flag_reaches_its_config(monkeypatch):
+    from shoulders.cli.main import main
+    from shoulders.experiments import demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.append(cfg) or {"timing": {"total_s": 0.0}})
+    for argv, want in ((["demo", "--no-progress"], False), (["demo", "--compile", "--no-progress"], True)):
+        assert main(argv) == 0 and seen[-1].compile is want

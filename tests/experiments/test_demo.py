@@ -11,9 +11,9 @@ DELAY = {"toy-small": 0.2, "toy-large": 1.0}
 PART_S = 0.5  # each fake multitask run: six of them outlast toy-large's delay on one worker
 
 
-def fake_backbone(seed, quick, cache_dir, name, progress):
+def fake_backbone(seed, quick, cache_dir, name, progress, compile=False):
     time.sleep(DELAY[name])
-    return {"path": f"/cache/{name}", "ready_at": time.time()}
+    return {"path": f"/cache/{name}" + ("-compiled" if compile else ""), "ready_at": time.time()}
 
 
 def fake_section(name, seed, quick, seeds, out, small, large, progress, multitask_steps=None, ablations=False):
@@ -86,6 +86,14 @@ def test_experiments_start_when_their_backbones_are_ready(fakes, tmp_path):
     assert large["started_at"] < max(r["started_at"] for r in runs.values())
     assert sections["reader"]["seeds"] == sections["recursion"]["seeds"] == sections["multitask"]["seeds"] == [3, 4]
     assert "backbones_s" in cfg.timings
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the fakes reach workers by fork")
+def test_compile_reaches_the_backbone_jobs(fakes, tmp_path):
+    cfg = demo.DemoConfig(out=tmp_path, sections=("reader",), jobs=2, progress=False, compile=True)
+    backbones, sections, _ = demo._run_pool(cfg, ["toy-small", "toy-large"], tmp_path, time.perf_counter())
+    assert {n: b["path"] for n, b in backbones.items()} == {"toy-small": "/cache/toy-small-compiled",
+                                                            "toy-large": "/cache/toy-large-compiled"}
 
 
 def test_only_some_sections(fakes, tmp_path):

@@ -259,3 +259,21 @@ def test_a_compiled_pretraining_is_deterministic_and_learns_as_eager(tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)  # same seed, same machine: the same weights
     assert runs["c1"]["final_loss"] == pytest.approx(runs["eager"]["final_loss"], rel=1e-3)
 
+
+
+def test_ensure_backbones_compile_override_has_its_own_cache_key(backbones, monkeypatch):
+    """`shoulders demo --compile` pre-trains compiled backbones beside the eager ones: the
+    override changes the key only when it resolves to on."""
+    root, eager = backbones
+    seen = []
+
+    def fake_pretrain(model_cfg, train_cfg, tokenizer, docs, out_dir, progress=True):
+        seen.append(pt.resolved(train_cfg).compile)
+        out_dir.mkdir(parents=True)
+        (out_dir / "pretrain.json").write_text("{}")
+
+    monkeypatch.setattr(pt, "pretrain", fake_pretrain)
+    assert ensure_backbones(seed=0, config=_cfg(), cache_dir=root, progress=False, compile="off") == eager
+    assert seen == []  # the eager backbones are found: nothing pre-trained
+    compiled = ensure_backbones(seed=0, config=_cfg(), cache_dir=root, progress=False, compile="on")
+    assert seen == ["on", "on"] and all(compiled[n] != eager[n] for n in eager)

@@ -127,7 +127,8 @@ def load_world_data(seed: int = 0, quick: bool = False, config: ToyworldConfig |
 
 def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path | None = None,
                      names: tuple[str, ...] | None = None, config: ToyworldConfig | None = None,
-                     progress: bool = True, threads: int | None = None) -> dict[str, Path]:
+                     progress: bool = True, threads: int | None = None,
+                     compile: str | None = None) -> dict[str, Path]:
     """name -> directory of a pre-trained backbone (loadable with `from_pretrained`).
 
     Missing backbones are pre-trained now (minutes on CPU) and cached; present ones
@@ -135,11 +136,14 @@ def ensure_backbones(seed: int = 0, quick: bool = False, cache_dir: str | Path |
     `~/.cache/shoulders/toyworld`. `seed` is the *world* seed: each one is a different
     world with its own backbones, so repeat experiments over module seeds on one world.
     `threads` fixes the torch threads of pre-training (default: the config's, where 0 =
-    the idle cores); it is not part of the cache key.
+    the idle cores); it is not part of the cache key. `compile` sets
+    `PretrainConfig.compile` (auto | on | off; default: the config's): compiled backbones
+    are cached under their own key.
     """
     cfg = resolve(quick, config)
-    if threads is not None:
-        train = PretrainConfig.model_validate({**cfg.train.model_dump(), "threads": threads})
+    overrides = {k: v for k, v in (("threads", threads), ("compile", compile)) if v is not None}
+    if overrides:
+        train = PretrainConfig.model_validate({**cfg.train.model_dump(), **overrides})
         cfg = cfg.model_copy(update={"train": train})
     models = [m for m in cfg.models if names is None or m.name in names]
     if names is not None and len(models) != len(set(names)):
