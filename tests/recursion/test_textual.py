@@ -205,8 +205,26 @@ def test_choose_answers_the_candidate_pass2_scores_highest(lm, examples):
 
 
 def test_choose_is_the_answer_of_generate_and_evaluation(lm, examples):
+    from shoulders.recursion.evaluate import score_textual
+
     module = _module(lm, stage="pass2", answer="choose").eval()
     cands = module.candidates(lm, examples)
+    assert any(c.merged for c in cands)
     got = [g[0].text for g in module.generate(lm, examples, GenerationConfig(max_new_tokens=3))]
     for text, c in zip(got, cands):
         assert text in [a for a, _ in c.merged] or not c.merged  # always one of pass 1's answers
+    chose = score_textual(module, lm, examples, max_new_tokens=3)
+    wrote = score_textual(_module(lm, stage="pass2").eval(), lm, examples, max_new_tokens=3)
+    assert [c.merged for c in chose.candidates] == [c.merged for c in cands]  # the same pass 1
+    # choosing costs one pass-2 forward per candidate: more FLOPs than one written answer wherever several
+    several = [i for i, c in enumerate(cands) if len(c.merged) > 1]
+    assert several and all(chose.flops[i] > wrote.flops[i] for i in several)
+
+
+def test_choose_picks_only_among_the_candidates_pass2_is_shown(lm, examples):
+    from shoulders.recursion.candidates import Candidates
+
+    module = _module(lm, stage="pass2", answer="choose", sampling={"n": 4, "max_new_tokens": 3, "max_shown": 1})
+    cands = [Candidates([("Paris", 2), ("Lyon", 1), ("Nice", 1)], 4)]
+    assert module.choices(cands[0]) == ["Paris"]
+    assert module.eval().pass2_generate(lm, examples[:1], GenerationConfig(max_new_tokens=3), cands)[0][0].text == "Paris"

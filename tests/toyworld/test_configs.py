@@ -52,6 +52,11 @@ def test_preset_cache_keys_are_pinned():
             (WorldConfig.quick(), CorpusConfig.quick(), quick_large, "a110b514619d", "ae602c6464f2")):
         assert pt.config_hash(world, corpus, TOY_SMALL, PretrainConfig()) == small
         assert pt.config_hash(world, corpus, large_cfg, PretrainConfig()) == large
+    # resolved as train_cached hashes it: compile off (or unset) keeps the eager key, on has its own
+    fp32 = {"precision": "fp32"}
+    for compile, key in ((None, "0284b5df2956"), ("off", "0284b5df2956"), ("on", "7749149a78ae")):
+        cfg = pt.resolved(PretrainConfig(**fp32, compile=compile))
+        assert pt.config_hash(WorldConfig(), CorpusConfig(), TOY_SMALL, cfg) == key
 
 
 def test_bad_values_are_refused_naming_the_field():

@@ -211,7 +211,6 @@ def test_compile_resolves_and_only_on_changes_the_cache_key(monkeypatch):
 
     eager, on = key(None), key("on")
     assert eager != on and key("off") == eager  # off hashes as runs before the option did
-    assert eager == pt.config_hash(TOY_SMALL, pt.resolved(PretrainConfig()))
     monkeypatch.setattr(pt.shutil, "which", lambda name: None)
     assert pt.resolve_compile("auto") is False and key("auto") == eager  # no C++ compiler: eager
     seen = []
@@ -258,7 +257,6 @@ def test_a_compiled_pretraining_is_deterministic_and_learns_as_eager(tmp_path):
     w1, w2 = (load_file(tmp_path / n / "model.safetensors") for n in ("c1", "c2"))
     assert all(torch.equal(w1[k], w2[k]) for k in w1)  # same seed, same machine: the same weights
     assert runs["c1"]["final_loss"] == pytest.approx(runs["eager"]["final_loss"], rel=1e-3)
-
 
 
 def test_ensure_backbones_compile_override_has_its_own_cache_key(backbones, monkeypatch):

@@ -205,7 +205,8 @@ def pretrain_rows(models: list, vocab: int, batch: int = 8, seq_len: int = 256, 
     """One row per `ModelConfig`: a pre-training step (`toyworld.pretrain.train_step` on
     packed, document-masked rows of `copy_rows`) in fp32 and in bf16 autocast, one model
     per precision from the same initialisation, on the same batch; with `compile` (and a
-    C++ compiler), also the bf16 step through `torch.compile` (the warm-up rounds compile it)."""
+    C++ compiler), also the bf16 step through `torch.compile` (compiled by the gradient comparison, before
+    any timed round)."""
     from shoulders.toyworld.pretrain import copy_rows, resolve_compile, step_loss, train_step
 
     device, tok = torch.device("cpu"), _Vocab(vocab)
@@ -307,7 +308,7 @@ def precision_markdown(result: dict, header_lines: list[str]) -> str:
                   "max \\|score diff\\| (max \\|score\\|)", "top-1 agrees"], rows)
     if any("compile_speedup" in r for r in result["rows"]):
         out += ["", "bf16 + torch.compile: the same bf16 step with the model run through `torch.compile` (inductor's "
-                "C++ kernels for the CPU; compiled in the warm-up rounds), what `PretrainConfig.compile` turns on; "
+                "C++ kernels for the CPU; compiled before the timed rounds), what `PretrainConfig.compile` turns on; "
                 "its ratio is the median of the per-round ratios bf16 / compiled."]
     grads = [r for r in result["rows"] if "grad_rel_diff_vs_fp32" in r]
     if grads:

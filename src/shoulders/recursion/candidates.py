@@ -67,11 +67,15 @@ class Candidates:
         """Share of samples that agree with the top answer, in [0, 1]."""
         return self.merged[0][1] / self.n if self.merged else 0.0
 
+    def shown(self, max_shown: int | None = None) -> list[tuple[str, int]]:
+        """The `max_shown` most frequent (all with None), most frequent first: what pass 2 sees."""
+        return self.merged[:max_shown] if max_shown else self.merged
+
     def text(self, max_shown: int | None = None, ascending: bool = False, template: str = DEFAULT_CANDIDATE,
              separator: str = DEFAULT_SEPARATOR, question: str = "") -> str:
         """The `max_shown` most frequent, most frequent first (`ascending`: last), each
         written by `template` (see `format_candidates`)."""
-        shown = self.merged[:max_shown] if max_shown else self.merged
+        shown = self.shown(max_shown)
         return format_candidates(shown[::-1] if ascending else shown, template, separator, question)
 
 

@@ -63,9 +63,14 @@ def score_textual(module: TextualRecursion, lm: FrozenLM, examples: list[Example
         gens = module.pass2_generate(lm, batch, _gen(max_new_tokens), cands)
         ids1 = module.encode_inputs(lm, batch)
         ids2 = module._encode(lm, [module.pass2_text(ex, c) for ex, c in zip(batch, cands)])
+        choose = module.config.answer == "choose"
         for t1, c, t2, g in zip(ids1, cands, ids2, gens):
             pass1 = module.prompt1.shape[0] + len(t1) + c.tokens
-            pass2 = module.prompt2.shape[0] + len(t2) + len(g[0].token_ids)
+            if choose and module.choices(c):  # one forward of [prompt2 ; pass-2 text ; candidate] per candidate
+                pass2 = sum(module.prompt2.shape[0] + len(t2) + len(k)
+                            for k in module.encode_targets(lm, module.choices(c)))
+            else:
+                pass2 = module.prompt2.shape[0] + len(t2) + len(g[0].token_ids)
             flops.append(2.0 * n * (pass1 + pass2))
         preds += [g[0].text.strip() for g in gens]
     correct = [exact_match(p, ex.gold) for p, ex in zip(preds, examples)]
@@ -79,7 +84,7 @@ def candidate_accuracy(candidates: list[Candidates], examples: list[Example], ma
     if len(candidates) != len(examples):
         raise ValueError(f"candidate_accuracy: {len(candidates)} candidate sets for {len(examples)} examples")
     top = [exact_match(c.top, ex.gold) for c, ex in zip(candidates, examples)]
-    any_ = [max((exact_match(a, ex.gold) for a, _ in c.merged[:max_shown]), default=0.0) for c, ex in zip(candidates, examples)]
+    any_ = [max((exact_match(a, ex.gold) for a, _ in c.shown(max_shown)), default=0.0) for c, ex in zip(candidates, examples)]
     n = max(1, len(examples))
     return {"top": 100.0 * sum(top) / n, "any": 100.0 * sum(any_) / n}
 

@@ -149,6 +149,10 @@ class TextualRecursion(TwoPassModule):
         cands = cands or self.candidates(backbone, examples)
         return self.prompt2, self._encode(backbone, [self.pass2_text(ex, c) for ex, c in zip(examples, cands)])
 
+    def choices(self, candidates: Candidates) -> list[str]:
+        """What `answer: choose` picks from: the candidates pass 2 is shown."""
+        return [a for a, _ in candidates.shown(self.config.sampling.max_shown)]
+
     def pass2_generate(self, backbone, examples: Sequence[Example], config: GenerationConfig,
                        states: list | None = None) -> list[list[Generation]]:
         """Pass 2's answers; with `answer: choose`, the most likely of each question's candidates."""
@@ -156,15 +160,16 @@ class TextualRecursion(TwoPassModule):
             return super().pass2_generate(backbone, examples, config, states)
         cands = states if states is not None and all(s is not None for s in states) else None
         cands = cands or self.candidates(backbone, examples)
-        answers = [[a for a, _ in c.merged] for c in cands]
+        answers = [self.choices(c) for c in cands]
+        conts = [self.encode_targets(backbone, a) for a in answers]
         with torch.no_grad():
             prefix, ids = self.pass2_inputs(backbone, examples, cands)
-            scores = score_continuations(backbone, prefix, ids, [self.encode_targets(backbone, a) for a in answers])
+            scores = score_continuations(backbone, prefix, ids, conts)
         out: list[list[Generation] | None] = [None] * len(examples)
         for i, (a, lp) in enumerate(zip(answers, scores)):
             if a:
                 best = max(range(len(a)), key=lp.__getitem__)  # ties: the more frequent (listed first)
-                out[i] = [Generation(a[best], [], [], "eos")]
+                out[i] = [Generation(a[best], conts[i][best], [], "eos")]
         empty = [i for i, o in enumerate(out) if o is None]
         if empty:  # nothing to choose from: generate, as pass 2 otherwise would
             gens = super().pass2_generate(backbone, [examples[i] for i in empty], config, [cands[i] for i in empty])
