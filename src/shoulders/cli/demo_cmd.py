@@ -25,8 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ablations", action="store_true",
                    help="also run the ablations (recursion without the Connector's LM pre-training; ~2 more minutes)")
     p.add_argument("--compile", action="store_true",
-                   help="pre-train missing backbones with torch.compile'd steps (about 1.2x faster where a C++ "
-                   "compiler is found; other backbones than the eager default, cached under their own key)")
+                   help="pre-train missing backbones with torch.compile'd steps (about 1.2x faster steps where a C++ "
+                   "compiler is found; other backbones than the eager default, cached under their own key; on world "
+                   "seed 0 they read worse: docs/backbones.md)")
     add_output_args(p)
     p.set_defaults(func=run)
 

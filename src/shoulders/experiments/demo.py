@@ -55,7 +55,8 @@ class DemoConfig(StrictModel):
     progress: bool = Field(True, description="show progress bars")
     compile: bool = Field(False, description="pre-train missing backbones with compiled training steps "
                           "(PretrainConfig.compile=auto: about 1.2x faster steps where a C++ compiler is found; "
-                          "they round differently, so they are other backbones, cached under their own key)")
+                          "they round differently, so they are other backbones, cached under their own key; "
+                          "on world seed 0 they read worse, docs/backbones.md)")
     timings: dict[str, float] = Field(default_factory=dict, description="filled in by run_demo: seconds each "
                                       "stage took (backbones_s, <section>_s, total_s)")
 
