@@ -136,8 +136,9 @@ class PretrainConfig(StrictModel):
                                                          "about 45 s of compiling (docs/backbones.md); auto = on "
                                                          "where the C++ compiler inductor calls is found. "
                                                          "Compiled kernels round differently, so "
-                                                         "the resolved on/off is part of the cache key. None = off "
-                                                         "(and keeps older cache keys)")
+                                                         "the resolved on/off is part of the cache key; on world "
+                                                         "seed 0 the compiled backbones read worse, so it is off "
+                                                         "by default. None = off (and keeps older cache keys)")
 
     @classmethod
     def quick(cls) -> "PretrainConfig":
